@@ -1,0 +1,1 @@
+"""fieldcal core: true whatever channel a request came through."""
