@@ -242,6 +242,7 @@ class Collection(Base):
     customer_id: Mapped[int | None] = mapped_column(ForeignKey("customer.id", ondelete="CASCADE"))
     props: Mapped[dict[str, Any]] = mapped_column(default=dict)
     sync_seq: Mapped[int] = mapped_column(Integer, default=0)
+    pruned_seq: Mapped[int] = mapped_column(Integer, default=0)  # older sync positions expired
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
@@ -309,7 +310,7 @@ class AuditEntry(Base):
     before: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     after: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     request_id: Mapped[str] = mapped_column(String(64), default="")
-    prev_hash: Mapped[str] = mapped_column(String(64))
+    prev_hash: Mapped[str] = mapped_column(String(64), unique=True)
     hash: Mapped[str] = mapped_column(String(64), unique=True)
 
     __table_args__ = (Index("ix_audit_entity", "entity", "entity_id"),)

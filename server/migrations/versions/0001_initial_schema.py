@@ -75,7 +75,8 @@ def upgrade() -> None:
     sa.Column('prev_hash', sa.String(length=64), nullable=False),
     sa.Column('hash', sa.String(length=64), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_audit_entry')),
-    sa.UniqueConstraint('hash', name=op.f('uq_audit_entry_hash'))
+    sa.UniqueConstraint('hash', name=op.f('uq_audit_entry_hash')),
+    sa.UniqueConstraint('prev_hash', name=op.f('uq_audit_entry_prev_hash'))
     )
     with op.batch_alter_table('audit_entry', schema=None) as batch_op:
         batch_op.create_index('ix_audit_entity', ['entity', 'entity_id'], unique=False)
@@ -134,6 +135,7 @@ def upgrade() -> None:
     sa.Column('customer_id', sa.Integer(), nullable=True),
     sa.Column('props', sa.JSON(), nullable=False),
     sa.Column('sync_seq', sa.Integer(), nullable=False),
+    sa.Column('pruned_seq', sa.Integer(), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['customer_id'], ['customer.id'], name=op.f('fk_collection_customer_id_customer'), ondelete='CASCADE'),

@@ -1,0 +1,39 @@
+"""The Flask app factory (composition): settings, database, faces."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, current_app, jsonify
+
+from server.config import Settings, load_settings
+from server.db import Database, get_database
+from server.errors import FieldcalError
+
+
+def create_app(test_config: dict[str, Any] | None = None, settings: Settings | None = None) -> Flask:
+    settings = settings or load_settings()
+    if test_config:
+        settings = settings.with_overrides(**test_config)
+    app = Flask(__name__, instance_path=str(settings.instance_path))
+    app.config["FIELDCAL"] = settings
+    app.config["SECRET_KEY"] = settings.require_secret_keys()[0]
+    app.extensions["fieldcal.db"] = get_database(settings.database_url)
+
+    @app.get("/healthz")
+    def healthz() -> Any:
+        return jsonify(status="ok")
+
+    @app.errorhandler(FieldcalError)
+    def domain_error(error: FieldcalError) -> Any:
+        return jsonify(error=error.message), error.status
+
+    return app
+
+
+def database() -> Database:
+    return current_app.extensions["fieldcal.db"]
+
+
+def settings() -> Settings:
+    return current_app.config["FIELDCAL"]

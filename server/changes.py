@@ -1,0 +1,81 @@
+"""The change log: per-collection sequence numbers, sync deltas with tombstones.
+
+Each collection counts its own changes (`UPDATE ... SET sync_seq = sync_seq + n
+RETURNING`), so a sequence value is taken under the row lock and commits in order.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.orm import Session
+
+from server.models import Change, Collection, utcnow
+
+
+class TokenExpired(ValueError):
+    """The client's sync position is unknown or older than the retained change log."""
+
+    def __init__(self, collection_path: str, seq: int) -> None:
+        super().__init__(
+            f"sync position {seq} of {collection_path!r} is not in the retained change "
+            "log: resynchronise from scratch"
+        )
+        self.seq = seq
+
+
+def record(session: Session, collection_id: int, changes: list[tuple[str, str]]) -> int:
+    """Append (href, op) changes; op is "put" or "delete". Returns the new sync_seq.
+
+    With no changes, the collection's sync_seq still advances (its properties changed).
+    """
+    count = max(len(changes), 1)
+    new_seq = session.execute(
+        update(Collection)
+        .where(Collection.id == collection_id)
+        .values(sync_seq=Collection.sync_seq + count, updated_at=utcnow())
+        .returning(Collection.sync_seq)
+        .execution_options(synchronize_session=False)
+    ).scalar_one()
+    first = new_seq - count + 1
+    now = utcnow()
+    session.add_all(
+        Change(collection_id=collection_id, seq=first + i, href=href, op=op, at=now)
+        for i, (href, op) in enumerate(changes)
+    )
+    return new_seq
+
+
+def since(session: Session, collection: Collection, seq: int) -> list[str]:
+    """Hrefs changed after position `seq` (deleted ones included), oldest change first."""
+    if seq > collection.sync_seq or seq < collection.pruned_seq:
+        raise TokenExpired(collection.path, seq)
+    if seq == collection.sync_seq:
+        return []
+    session.flush()
+    rows = session.execute(
+        select(Change.href, func.max(Change.seq).label("last"))
+        .where(Change.collection_id == collection.id, Change.seq > seq)
+        .group_by(Change.href)
+        .order_by("last")
+    ).all()
+    return [href for href, _ in rows]
+
+
+def prune(session: Session, collection: Collection, keep: int, older_than: dt.timedelta) -> int:
+    """Drop change rows beyond the newest `keep` that are also older than `older_than`."""
+    horizon = session.execute(
+        select(func.max(Change.seq)).where(
+            Change.collection_id == collection.id,
+            Change.seq <= collection.sync_seq - keep,
+            Change.at < utcnow() - older_than,
+        )
+    ).scalar_one()
+    if horizon is None:
+        return 0
+    result = session.execute(
+        delete(Change).where(Change.collection_id == collection.id, Change.seq <= horizon)
+    )
+    collection.pruned_seq = horizon
+    return result.rowcount

@@ -1,0 +1,230 @@
+"""People and places: technicians, dispatchers, teams, customers, sites, jobs, app passwords."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from server import audit, calendars
+from server.context import Context, operation
+from server.errors import Conflict, InvalidInput, NotFound
+from server.models import (
+    CollectionKind,
+    Credential,
+    Customer,
+    Job,
+    JobStatus,
+    Role,
+    Site,
+    Team,
+    TeamMember,
+    User,
+    utcnow,
+)
+
+LOGIN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+RESERVED_PREFIXES = ("team-", "customer-")
+PASSWORD_BYTES = 24
+LAST_USED_RESOLUTION_S = 60
+
+
+def check_timezone(zone: str) -> str:
+    try:
+        ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise InvalidInput(f"Unknown time zone {zone!r}; use an IANA name like Europe/Berlin.") from exc
+    return zone
+
+
+def find_user(session: Session, login: str) -> User:
+    user = session.scalars(select(User).where(User.login == login)).first()
+    if user is None:
+        raise NotFound(f"No technician or dispatcher with login {login!r}.")
+    return user
+
+
+def find_team(session: Session, slug: str) -> Team:
+    team = session.scalars(select(Team).where(Team.slug == slug)).first()
+    if team is None:
+        raise NotFound(f"No team {slug!r}.")
+    return team
+
+
+def find_customer(session: Session, customer_id: int) -> Customer:
+    customer = session.get(Customer, customer_id)
+    if customer is None:
+        raise NotFound(f"No customer #{customer_id}.")
+    return customer
+
+
+@operation
+def add_user(
+    ctx: Context,
+    login: str,
+    *,
+    name: str,
+    email: str,
+    role: Role,
+    timezone: str = "UTC",
+    skills: list[str] | None = None,
+) -> User:
+    if not LOGIN.match(login) or login.startswith(RESERVED_PREFIXES):
+        raise InvalidInput(
+            f"Login {login!r} must be lower-case letters, digits, '.', '_' or '-' "
+            "and must not start with 'team-' or 'customer-'."
+        )
+    if "@" not in email:
+        raise InvalidInput(f"{email!r} is not an email address.")
+    if ctx.session.scalars(select(User.id).where(User.login == login)).first() is not None:
+        raise Conflict(f"Login {login!r} is taken.")
+    user = User(login=login, name=name.strip(), email=email.strip(), role=role,
+                timezone=check_timezone(timezone), skills=sorted(set(skills or [])), active=True)
+    ctx.session.add(user)
+    ctx.session.flush()
+    if role == Role.TECHNICIAN:
+        calendars.create_collection(ctx, calendars.jobs_path(login), CollectionKind.JOBS, owner=user,
+                                    props={"D:displayname": "Jobs", "ICAL:calendar-color": "#1f6feb"})
+        calendars.create_collection(ctx, calendars.personal_path(login), CollectionKind.CALENDAR,
+                                    owner=user, props={"D:displayname": "Personal",
+                                                       "ICAL:calendar-color": "#8250df"})
+    audit.record(ctx.session, ctx.actor, "user.add", "user", user.id,
+                 after={"login": login, "role": str(role), "timezone": timezone})
+    return user
+
+
+@operation
+def add_team(ctx: Context, slug: str, name: str) -> Team:
+    if not SLUG.match(slug):
+        raise InvalidInput(f"Team slug {slug!r} must be lower-case letters, digits and '-'.")
+    if ctx.session.scalars(select(Team.id).where(Team.slug == slug)).first() is not None:
+        raise Conflict(f"Team {slug!r} exists already.")
+    team = Team(slug=slug, name=name)
+    ctx.session.add(team)
+    ctx.session.flush()
+    calendars.create_collection(ctx, calendars.team_path(slug), CollectionKind.TEAM, team=team,
+                                props={"D:displayname": f"{name} schedule"})
+    audit.record(ctx.session, ctx.actor, "team.add", "team", team.id, after={"slug": slug})
+    return team
+
+
+@operation
+def add_member(ctx: Context, team: Team, user: User) -> None:
+    exists = ctx.session.get(TeamMember, (team.id, user.id))
+    if exists is not None:
+        return
+    ctx.session.add(TeamMember(team_id=team.id, user_id=user.id))
+    ctx.session.flush()
+    ctx.session.expire(user, ["teams"])
+    calendars.project_all_of(ctx, user)
+    audit.record(ctx.session, ctx.actor, "team.member.add", "team", team.id,
+                 after={"login": user.login})
+
+
+@operation
+def add_customer(
+    ctx: Context,
+    name: str,
+    *,
+    email: str = "",
+    phone: str = "",
+    timezone: str = "UTC",
+    address: str = "",
+    compressor_make: str = "",
+    compressor_model: str = "",
+    compressor_serial: str = "",
+) -> Customer:
+    if not name.strip():
+        raise InvalidInput("A customer needs a name.")
+    customer = Customer(name=name.strip(), email=email.strip(), phone=phone.strip(),
+                        timezone=check_timezone(timezone))
+    ctx.session.add(customer)
+    ctx.session.flush()
+    if address.strip():
+        ctx.session.add(Site(customer_id=customer.id, address=address.strip(),
+                             compressor_make=compressor_make, compressor_model=compressor_model,
+                             compressor_serial=compressor_serial))
+    calendars.create_collection(ctx, calendars.customer_path(customer.id), CollectionKind.CUSTOMER,
+                                customer_id=customer.id,
+                                props={"D:displayname": f"{customer.name}: appointments"})
+    audit.record(ctx.session, ctx.actor, "customer.add", "customer", customer.id,
+                 after={"name": customer.name, "email": customer.email})
+    return customer
+
+
+@operation
+def add_job(
+    ctx: Context,
+    customer: Customer,
+    title: str,
+    *,
+    problem: str = "",
+    priority: str = "normal",
+    source: str = "phone",
+    site: Site | None = None,
+) -> Job:
+    if not title.strip():
+        raise InvalidInput("A job needs a title.")
+    if site is None and customer.sites:
+        site = customer.sites[0]
+    job = Job(customer_id=customer.id, site_id=site.id if site else None, title=title.strip(),
+              problem=problem, priority=priority, source=source, status=JobStatus.NEW)
+    ctx.session.add(job)
+    ctx.session.flush()
+    audit.record(ctx.session, ctx.actor, "job.add", "job", job.id,
+                 after={"title": job.title, "customer": customer.id, "source": source})
+    return job
+
+
+def hash_password(password: str) -> str:
+    """App passwords are 192 random bits, so one SHA-256 is enough and keeps logins O(1)."""
+    return hashlib.sha256(password.encode("utf-8")).hexdigest()
+
+
+@operation
+def issue_password(ctx: Context, user: User, label: str = "device") -> tuple[Credential, str]:
+    password = secrets.token_urlsafe(PASSWORD_BYTES)
+    credential = Credential(user_id=user.id, label=label, password_hash=hash_password(password))
+    ctx.session.add(credential)
+    ctx.session.flush()
+    audit.record(ctx.session, ctx.actor, "password.issue", "user", user.id,
+                 after={"credential": credential.id, "label": label})
+    return credential, password
+
+
+@operation
+def revoke_password(ctx: Context, credential_id: int) -> Credential:
+    credential = ctx.session.get(Credential, credential_id)
+    if credential is None:
+        raise NotFound(f"No app password #{credential_id}.")
+    if credential.revoked_at is None:
+        credential.revoked_at = utcnow()
+        audit.record(ctx.session, ctx.actor, "password.revoke", "user", credential.user_id,
+                     after={"credential": credential.id, "label": credential.label})
+    return credential
+
+
+def authenticate(session: Session, login: str, password: str) -> User | None:
+    """The active user this app password belongs to, or None."""
+    row = session.execute(
+        select(User, Credential.id, Credential.last_used_at)
+        .join(Credential, Credential.user_id == User.id)
+        .where(
+            Credential.password_hash == hash_password(password),
+            Credential.revoked_at.is_(None),
+            User.login == login,
+            User.active.is_(True),
+        )
+    ).first()
+    if row is None:
+        return None
+    user, credential_id, last_used = row
+    now = utcnow()
+    if last_used is None or (now - last_used).total_seconds() > LAST_USED_RESOLUTION_S:
+        session.execute(update(Credential).where(Credential.id == credential_id).values(last_used_at=now))
+    return user

@@ -1,0 +1,263 @@
+"""Booking, rescheduling, reassigning, cancelling, and a technician's answers.
+
+Every function runs in the caller's transaction (see `server.context.operation`):
+it checks the rules, writes the rows and the calendar renderings, the change
+log, one audit entry and the outbox rows for the notifications it causes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from server import audit, calendars, outbox
+from server.context import Context, operation
+from server.errors import Forbidden, InvalidInput, NotFound, SlotTaken
+from server.models import (
+    Appointment,
+    AppointmentStatus,
+    Job,
+    JobStatus,
+    PartStat,
+    Role,
+    User,
+    utcnow,
+)
+
+TECHNICIAN_STATUSES = (JobStatus.DISPATCHED, JobStatus.EN_ROUTE, JobStatus.ON_SITE, JobStatus.COMPLETED)
+
+
+def new_uid() -> str:
+    return f"{uuid.uuid4().hex}@fieldcal"
+
+
+def snapshot(appointment: Appointment) -> dict[str, Any]:
+    return {
+        "technician": appointment.technician.login if appointment.technician else None,
+        "starts_at": appointment.starts_at.isoformat(),
+        "ends_at": appointment.ends_at.isoformat(),
+        "status": appointment.status,
+        "partstat": appointment.partstat,
+        "job_status": appointment.job.status,
+        "sequence": appointment.sequence,
+    }
+
+
+def get_appointment(session: Session, appointment_id: int) -> Appointment:
+    appointment = session.get(Appointment, appointment_id)
+    if appointment is None:
+        raise NotFound(f"No appointment #{appointment_id}.")
+    return appointment
+
+
+def find_by_uid(session: Session, uid: str) -> Appointment | None:
+    return session.scalars(select(Appointment).where(Appointment.uid == uid)).first()
+
+
+def _check_times(starts_at: dt.datetime, ends_at: dt.datetime) -> None:
+    if starts_at.tzinfo is None or ends_at.tzinfo is None:
+        raise InvalidInput("Times must carry a time zone.")
+    if ends_at <= starts_at:
+        raise InvalidInput("An appointment must end after it starts.")
+    if ends_at - starts_at > dt.timedelta(days=14):
+        raise InvalidInput("An appointment cannot last longer than 14 days.")
+
+
+def check_free(
+    session: Session, technician: User, starts_at: dt.datetime, ends_at: dt.datetime,
+    exclude_id: int | None = None,
+) -> None:
+    """The friendly check: names the clash. The database guard is the guarantee."""
+    query = select(Appointment).where(
+        Appointment.technician_id == technician.id,
+        Appointment.status != AppointmentStatus.CANCELLED,
+        Appointment.starts_at < ends_at,
+        Appointment.ends_at > starts_at,
+    )
+    if exclude_id is not None:
+        query = query.where(Appointment.id != exclude_id)
+    clash = session.scalars(query.limit(1)).first()
+    if clash is not None:
+        raise SlotTaken(
+            technician.login,
+            f"{technician.name} is already booked from {clash.starts_at:%Y-%m-%d %H:%M} to "
+            f"{clash.ends_at:%H:%M} UTC; that slot is taken. Pick another time.",
+        )
+
+
+def _changed(ctx: Context, appointment: Appointment, action: str, before: dict[str, Any] | None,
+             *, bump: bool = True) -> Appointment:
+    """Common tail of every change: sequence, renderings, audit, outbox."""
+    if bump and before is not None:
+        appointment.sequence += 1
+    appointment.updated_at = utcnow().replace(microsecond=0)
+    ctx.session.flush()
+    ctx.session.refresh(appointment, ["technician", "job"])
+    calendars.project(ctx, appointment)
+    after = snapshot(appointment)
+    audit.record(ctx.session, ctx.actor, action, "appointment", appointment.id,
+                 before=before, after=after)
+    outbox.enqueue(
+        ctx.session,
+        "appointment.changed",
+        {"appointment_id": appointment.id, "action": action, "sequence": appointment.sequence,
+         "before": before, "after": after},
+        idempotency_key=f"appointment:{appointment.id}:{appointment.sequence}:{action}",
+    )
+    return appointment
+
+
+@operation
+def book(
+    ctx: Context,
+    job: Job,
+    technician: User | None,
+    starts_at: dt.datetime,
+    ends_at: dt.datetime,
+    *,
+    status: AppointmentStatus = AppointmentStatus.CONFIRMED,
+    window: tuple[dt.datetime, dt.datetime] | None = None,
+    uid: str | None = None,
+) -> Appointment:
+    _check_times(starts_at, ends_at)
+    if technician is not None:
+        if technician.role != Role.TECHNICIAN:
+            raise InvalidInput(f"{technician.login!r} is not a technician.")
+        check_free(ctx.session, technician, starts_at, ends_at)
+    appointment = Appointment(
+        uid=uid or new_uid(),
+        job_id=job.id,
+        technician_id=technician.id if technician else None,
+        starts_at=starts_at,
+        ends_at=ends_at,
+        window_start=window[0] if window else None,
+        window_end=window[1] if window else None,
+        status=status,
+        partstat=PartStat.NEEDS_ACTION,
+        sequence=0,
+    )
+    ctx.session.add(appointment)
+    if job.status == JobStatus.NEW:
+        job.status = JobStatus.SCHEDULED
+        job.updated_at = utcnow()
+    return _changed(ctx, appointment, "appointment.book", None, bump=False)
+
+
+def _live(appointment: Appointment) -> None:
+    if appointment.status == AppointmentStatus.CANCELLED:
+        raise InvalidInput(f"Appointment #{appointment.id} is cancelled; book a new one instead.")
+
+
+@operation
+def reschedule(ctx: Context, appointment: Appointment, starts_at: dt.datetime,
+               ends_at: dt.datetime) -> Appointment:
+    _live(appointment)
+    _check_times(starts_at, ends_at)
+    if (starts_at, ends_at) == (appointment.starts_at, appointment.ends_at):
+        return appointment
+    if appointment.technician is not None:
+        check_free(ctx.session, appointment.technician, starts_at, ends_at, appointment.id)
+    before = snapshot(appointment)
+    appointment.starts_at, appointment.ends_at = starts_at, ends_at
+    if appointment.window_start is not None and appointment.window_end is not None:
+        width = appointment.window_end - appointment.window_start
+        appointment.window_start, appointment.window_end = starts_at, starts_at + width
+    return _changed(ctx, appointment, "appointment.reschedule", before)
+
+
+@operation
+def reassign(ctx: Context, appointment: Appointment, technician: User | None) -> Appointment:
+    _live(appointment)
+    if technician is not None and technician.role != Role.TECHNICIAN:
+        raise InvalidInput(f"{technician.login!r} is not a technician.")
+    if appointment.technician_id == (technician.id if technician else None):
+        return appointment
+    if technician is not None:
+        check_free(ctx.session, technician, appointment.starts_at, appointment.ends_at,
+                   appointment.id)
+    before = snapshot(appointment)
+    appointment.technician_id = technician.id if technician else None
+    appointment.partstat = PartStat.NEEDS_ACTION
+    return _changed(ctx, appointment, "appointment.reassign", before)
+
+
+@operation
+def cancel(ctx: Context, appointment: Appointment, reason: str = "") -> Appointment:
+    if appointment.status == AppointmentStatus.CANCELLED:
+        return appointment
+    before = snapshot(appointment)
+    appointment.status = AppointmentStatus.CANCELLED
+    job = appointment.job
+    others_live = ctx.session.scalars(
+        select(Appointment.id).where(
+            Appointment.job_id == job.id,
+            Appointment.id != appointment.id,
+            Appointment.status != AppointmentStatus.CANCELLED,
+        )
+    ).first()
+    if others_live is None and job.status != JobStatus.COMPLETED:
+        job.status = JobStatus.CANCELLED
+        job.updated_at = utcnow()
+    result = _changed(ctx, appointment, "appointment.cancel", before)
+    if reason:
+        audit.record(ctx.session, ctx.actor, "appointment.cancel.reason", "appointment",
+                     appointment.id, after={"reason": reason})
+    return result
+
+
+def _own(ctx: Context, appointment: Appointment) -> None:
+    if ctx.actor.is_dispatcher:
+        return
+    technician = appointment.technician
+    if technician is None or technician.login != ctx.actor.name:
+        raise Forbidden(f"Appointment #{appointment.id} is not assigned to {ctx.actor.name}.")
+
+
+@operation
+def accept(ctx: Context, appointment: Appointment, partstat: PartStat = PartStat.ACCEPTED) -> Appointment:
+    """The assigned technician accepts (or tentatively accepts) the visit."""
+    _own(ctx, appointment)
+    _live(appointment)
+    if partstat not in (PartStat.ACCEPTED, PartStat.TENTATIVE):
+        raise InvalidInput(f"accept takes ACCEPTED or TENTATIVE, not {partstat}.")
+    if appointment.partstat == partstat:
+        return appointment
+    before = snapshot(appointment)
+    appointment.partstat = partstat
+    if partstat == PartStat.ACCEPTED and appointment.job.status == JobStatus.SCHEDULED:
+        appointment.job.status = JobStatus.DISPATCHED
+    return _changed(ctx, appointment, "appointment.accept", before, bump=False)
+
+
+@operation
+def decline(ctx: Context, appointment: Appointment) -> Appointment:
+    """The technician declines: the visit goes back to unassigned; nothing is lost."""
+    _own(ctx, appointment)
+    _live(appointment)
+    before = snapshot(appointment)
+    appointment.technician_id = None
+    appointment.partstat = PartStat.NEEDS_ACTION
+    if appointment.job.status == JobStatus.DISPATCHED:
+        appointment.job.status = JobStatus.SCHEDULED
+    return _changed(ctx, appointment, "appointment.decline", before)
+
+
+@operation
+def set_status(ctx: Context, appointment: Appointment, status: JobStatus) -> Appointment:
+    """Progress of the job as the technician reports it: dispatched → … → completed."""
+    _own(ctx, appointment)
+    _live(appointment)
+    if status not in TECHNICIAN_STATUSES:
+        allowed = ", ".join(s.value for s in TECHNICIAN_STATUSES)
+        raise InvalidInput(f"Job status {status!r} cannot be set here; use one of {allowed}.")
+    job = appointment.job
+    if job.status == status:
+        return appointment
+    before = snapshot(appointment)
+    job.status = status
+    job.updated_at = utcnow()
+    return _changed(ctx, appointment, "appointment.status", before)
