@@ -39,7 +39,7 @@ def clean_text(value: str) -> str:
 
 
 def etag_of(text: str) -> str:
-    return '"%s"' % hashlib.sha256(text.encode("utf-8")).hexdigest()[:40]
+    return f'"{hashlib.sha256(text.encode("utf-8")).hexdigest()[:40]}"'
 
 
 def ical_status(appointment: Appointment) -> str:
@@ -197,7 +197,10 @@ def as_utc(value: dt.date | dt.datetime) -> dt.datetime:
     return value.astimezone(dt.UTC)
 
 
-def time_bounds(components: Iterable[icalendar.cal.Component]) -> tuple[dt.datetime | None, dt.datetime | None]:
+Bounds = tuple[dt.datetime | None, dt.datetime | None]
+
+
+def time_bounds(components: Iterable[icalendar.cal.Component]) -> Bounds:
     """Earliest start and latest end the object can occupy; end None = open-ended recurrence.
 
     Bounds are widened by a day on each side so floating and all-day times are

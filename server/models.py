@@ -332,3 +332,25 @@ class OutboxMessage(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
     __table_args__ = (Index("ix_outbox_due", "status", "next_attempt_at"),)
+
+
+class ShareLink(Base):
+    """A signed, revocable link to a schedule. The token carries only (id, version)."""
+
+    __tablename__ = "share_link"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    purpose: Mapped[str] = mapped_column(String(20))
+    subject_kind: Mapped[str] = mapped_column(String(20))
+    subject_id: Mapped[int] = mapped_column(Integer)
+    audience: Mapped[str] = mapped_column(String(20))
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    label: Mapped[str] = mapped_column(String(200), default="")
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime | None]
+    revoked_at: Mapped[dt.datetime | None]
+    last_used_at: Mapped[dt.datetime | None]
+    last_user_agent: Mapped[str] = mapped_column(String(300), default="")
+
+    __table_args__ = (Index("ix_share_link_subject", "subject_kind", "subject_id"),)

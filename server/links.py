@@ -1,0 +1,244 @@
+"""Signed links (itsdangerous): issue, verify, revoke, rotate.
+
+A token carries only the link id and its version, signed with one salt per
+purpose. Revoking or rotating bumps the version, so an old URL stops working
+on its next request. Keys rotate as a list, newest first (FIELDCAL_SECRET_KEYS).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from enum import StrEnum
+
+from itsdangerous import BadData, URLSafeTimedSerializer
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from server import audit
+from server.context import Context, operation
+from server.directory import find_customer, find_team, find_user
+from server.errors import InvalidInput, NotFound
+from server.models import Appointment, Role, ShareLink, utcnow
+from server.scheduling import get_appointment
+
+CLOCK_SKEW = dt.timedelta(seconds=60)
+USE_RESOLUTION = dt.timedelta(seconds=60)
+
+
+class Purpose(StrEnum):
+    FEED = "feed"
+    SHARE = "share"
+    MANAGE = "manage"
+    BOOKING = "booking"
+
+
+class SubjectKind(StrEnum):
+    TECHNICIAN = "technician"
+    TEAM = "team"
+    CUSTOMER = "customer"
+    APPOINTMENT = "appointment"
+
+
+class LinkAudience(StrEnum):
+    TECHNICIAN = "technician"
+    TEAM = "team"
+    CUSTOMER = "customer"
+    FREEBUSY = "freebusy"
+
+
+DEFAULT_AUDIENCE = {
+    SubjectKind.TECHNICIAN: LinkAudience.TECHNICIAN,
+    SubjectKind.TEAM: LinkAudience.TEAM,
+    SubjectKind.CUSTOMER: LinkAudience.CUSTOMER,
+    SubjectKind.APPOINTMENT: LinkAudience.CUSTOMER,
+}
+
+ALLOWED_AUDIENCES = {
+    SubjectKind.TECHNICIAN: {LinkAudience.TECHNICIAN, LinkAudience.TEAM, LinkAudience.FREEBUSY},
+    SubjectKind.TEAM: {LinkAudience.TEAM, LinkAudience.FREEBUSY},
+    SubjectKind.CUSTOMER: {LinkAudience.CUSTOMER, LinkAudience.FREEBUSY},
+    SubjectKind.APPOINTMENT: {LinkAudience.CUSTOMER, LinkAudience.FREEBUSY},
+}
+
+
+class InvalidLink(Exception):
+    """The token does not lead to a live link. `reason` is for logs, never for the page."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Subject:
+    kind: SubjectKind
+    id: int
+    name: str
+
+
+def parse_subject(session: Session, text: str) -> Subject:
+    """`technician:LOGIN`, `team:SLUG`, `customer:ID` or `appointment:ID`."""
+    kind_text, sep, key = text.partition(":")
+    try:
+        kind = SubjectKind(kind_text)
+    except ValueError:
+        kind = None
+    if not sep or kind is None or not key:
+        raise InvalidInput(
+            f"Subject {text!r} must be technician:LOGIN, team:SLUG, customer:ID or appointment:ID."
+        )
+    if kind is SubjectKind.TECHNICIAN:
+        user = find_user(session, key)
+        if user.role != Role.TECHNICIAN:
+            raise InvalidInput(f"{key!r} is not a technician.")
+        return Subject(kind, user.id, user.login)
+    if kind is SubjectKind.TEAM:
+        team = find_team(session, key)
+        return Subject(kind, team.id, team.slug)
+    if not key.isdigit():
+        raise InvalidInput(f"{kind.value} ids are numbers, not {key!r}.")
+    if kind is SubjectKind.CUSTOMER:
+        customer = find_customer(session, int(key))
+        return Subject(kind, customer.id, customer.name)
+    appointment: Appointment = get_appointment(session, int(key))
+    return Subject(kind, appointment.id, appointment.uid)
+
+
+class LinkSigner:
+    """Signs and reads link tokens; one salt per purpose, keys newest first."""
+
+    def __init__(self, secret_keys: tuple[str, ...]) -> None:
+        if not secret_keys:
+            raise ValueError("LinkSigner needs at least one secret key")
+        # itsdangerous signs with the last key and accepts all of them.
+        self._keys = list(reversed(secret_keys))
+
+    def _serializer(self, purpose: Purpose) -> URLSafeTimedSerializer:
+        return URLSafeTimedSerializer(self._keys, salt=f"fieldcal.link.{purpose.value}")
+
+    def dumps(self, link: ShareLink) -> str:
+        return self._serializer(Purpose(link.purpose)).dumps([link.id, link.version])
+
+    def loads(self, token: str, purpose: Purpose) -> tuple[int, int]:
+        try:
+            payload, signed_at = self._serializer(purpose).loads(token, return_timestamp=True)
+        except BadData as exc:
+            raise InvalidLink(f"bad signature or payload ({type(exc).__name__})") from exc
+        if signed_at > utcnow() + CLOCK_SKEW:
+            raise InvalidLink("token is dated in the future")
+        if (
+            not isinstance(payload, list)
+            or len(payload) != 2
+            or not all(isinstance(p, int) and not isinstance(p, bool) for p in payload)
+        ):
+            raise InvalidLink("payload is not [id, version]")
+        return payload[0], payload[1]
+
+
+def resolve(session: Session, signer: LinkSigner, token: str, purpose: Purpose) -> ShareLink:
+    """The live link a token stands for, or InvalidLink."""
+    link_id, version = signer.loads(token, purpose)
+    link = session.get(ShareLink, link_id)
+    if link is None or link.purpose != purpose:
+        raise InvalidLink("no such link")
+    if link.version != version:
+        raise InvalidLink("link was rotated or revoked")
+    if link.revoked_at is not None:
+        raise InvalidLink("link is revoked")
+    if link.expires_at is not None and link.expires_at <= utcnow():
+        raise InvalidLink("link has expired")
+    return link
+
+
+def redact(token: str) -> str:
+    """A token shortened for logs: enough to correlate, useless to replay."""
+    return token[:6] + "…" if len(token) > 6 else "…"
+
+
+@operation
+def issue(
+    ctx: Context,
+    purpose: Purpose,
+    subject: Subject,
+    *,
+    audience: LinkAudience | None = None,
+    expires_at: dt.datetime | None = None,
+    label: str = "",
+) -> ShareLink:
+    audience = audience or DEFAULT_AUDIENCE[subject.kind]
+    if audience not in ALLOWED_AUDIENCES[subject.kind]:
+        allowed = ", ".join(sorted(a.value for a in ALLOWED_AUDIENCES[subject.kind]))
+        raise InvalidInput(
+            f"A {subject.kind.value} link cannot have audience {audience.value!r}; use {allowed}."
+        )
+    if expires_at is not None and expires_at <= utcnow():
+        raise InvalidInput("The expiry must be in the future.")
+    link = ShareLink(
+        purpose=purpose,
+        subject_kind=subject.kind,
+        subject_id=subject.id,
+        audience=audience,
+        version=1,
+        label=label,
+        created_by=ctx.actor.name,
+        expires_at=expires_at,
+        last_user_agent="",
+    )
+    ctx.session.add(link)
+    ctx.session.flush()
+    audit.record(ctx.session, ctx.actor, "link.issue", "share_link", link.id,
+                 after={"purpose": purpose.value, "subject": f"{subject.kind.value}:{subject.id}",
+                        "audience": audience.value,
+                        "expires_at": expires_at.isoformat() if expires_at else None})
+    return link
+
+
+def get_link(session: Session, link_id: int) -> ShareLink:
+    link = session.get(ShareLink, link_id)
+    if link is None:
+        raise NotFound(f"No link #{link_id}.")
+    return link
+
+
+@operation
+def revoke(ctx: Context, link: ShareLink) -> ShareLink:
+    if link.revoked_at is None:
+        link.revoked_at = utcnow()
+        link.version += 1
+        audit.record(ctx.session, ctx.actor, "link.revoke", "share_link", link.id,
+                     after={"version": link.version})
+    return link
+
+
+@operation
+def rotate(ctx: Context, link: ShareLink) -> ShareLink:
+    """Same link, new URL: the old token stops working."""
+    if link.revoked_at is not None:
+        raise InvalidInput(f"Link #{link.id} is revoked; issue a new one.")
+    link.version += 1
+    audit.record(ctx.session, ctx.actor, "link.rotate", "share_link", link.id,
+                 after={"version": link.version})
+    return link
+
+
+def links_of(session: Session, subject: Subject) -> list[ShareLink]:
+    return list(session.scalars(
+        select(ShareLink)
+        .where(ShareLink.subject_kind == subject.kind, ShareLink.subject_id == subject.id)
+        .order_by(ShareLink.id)
+    ))
+
+
+def record_use(session: Session, link: ShareLink, user_agent: str) -> bool:
+    """Note when and by which client a link was last fetched (at most once a minute)."""
+    now = utcnow()
+    agent = user_agent[:300]
+    fresh = link.last_used_at is not None and now - link.last_used_at < USE_RESOLUTION
+    if fresh and link.last_user_agent == agent:
+        return False
+    session.execute(
+        update(ShareLink).where(ShareLink.id == link.id)
+        .values(last_used_at=now, last_user_agent=agent)
+    )
+    return True
