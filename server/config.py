@@ -24,6 +24,10 @@ class Settings:
     timezone: str = "UTC"
     max_body_bytes: int = 2 * 1024 * 1024
     change_retention: int = 10_000
+    feed_past_days: int = 30
+    feed_future_days: int = 180
+    feed_refresh_minutes: int = 60
+    feed_max_bytes: int = 900_000
     extra: Mapping[str, str] = field(default_factory=dict)
 
     def require_secret_keys(self) -> tuple[str, ...]:
@@ -67,10 +71,14 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
 
     database_url = get("DATABASE_URL") or f"sqlite:///{instance / 'fieldcal.sqlite3'}"
     keys = tuple(k.strip() for k in get("SECRET_KEYS").split(",") if k.strip())
-    try:
-        max_body = int(get("MAX_BODY_BYTES", str(2 * 1024 * 1024)))
-    except ValueError as exc:
-        raise ConfigError(f"FIELDCAL_MAX_BODY_BYTES must be a whole number: {exc}") from exc
+
+    def number(name: str, default: int) -> int:
+        raw = get(name, str(default))
+        try:
+            return int(raw)
+        except ValueError as exc:
+            raise ConfigError(f"{ENV_PREFIX}{name} must be a whole number, not {raw!r}") from exc
+
     return Settings(
         instance_path=instance,
         database_url=database_url,
@@ -78,6 +86,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         base_url=get("BASE_URL", "http://127.0.0.1:8000").rstrip("/"),
         smtp_url=get("SMTP_URL"),
         timezone=get("TIMEZONE", "UTC"),
-        max_body_bytes=max_body,
+        max_body_bytes=number("MAX_BODY_BYTES", 2 * 1024 * 1024),
+        feed_past_days=number("FEED_PAST_DAYS", 30),
+        feed_future_days=number("FEED_FUTURE_DAYS", 180),
+        feed_refresh_minutes=number("FEED_REFRESH_MINUTES", 60),
+        feed_max_bytes=number("FEED_MAX_BYTES", 900_000),
         extra={k: v for k, v in merged.items() if k.startswith(ENV_PREFIX)},
     )
