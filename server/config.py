@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from ipaddress import ip_address
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from server.errors import ConfigError
 
@@ -28,7 +30,20 @@ class Settings:
     feed_future_days: int = 180
     feed_refresh_minutes: int = 60
     feed_max_bytes: int = 900_000
+    organizer_email: str = ""
     extra: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def organizer(self) -> str:
+        """The ORGANIZER address of our events: FIELDCAL_ORGANIZER_EMAIL or dispatch@<host>."""
+        if self.organizer_email:
+            return self.organizer_email
+        host = urlsplit(self.base_url).hostname or "localhost"
+        try:
+            ip_address(host)
+        except ValueError:
+            return f"dispatch@{host}"
+        return "dispatch@localhost"
 
     def require_secret_keys(self) -> tuple[str, ...]:
         """The signing keys, newest first; refuse to go on without one."""
@@ -91,5 +106,6 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         feed_future_days=number("FEED_FUTURE_DAYS", 180),
         feed_refresh_minutes=number("FEED_REFRESH_MINUTES", 60),
         feed_max_bytes=number("FEED_MAX_BYTES", 900_000),
+        organizer_email=get("ORGANIZER_EMAIL"),
         extra={k: v for k, v in merged.items() if k.startswith(ENV_PREFIX)},
     )
