@@ -6,9 +6,12 @@ from typing import Any
 
 from flask import Flask, current_app, jsonify
 
+from feeds.cache import BodyCache
+from feeds.routes import bp as feeds_bp
 from server.config import Settings, load_settings
 from server.db import Database, get_database
 from server.errors import FieldcalError
+from server.links import LinkSigner
 
 
 def create_app(test_config: dict[str, Any] | None = None, settings: Settings | None = None) -> Flask:
@@ -19,6 +22,9 @@ def create_app(test_config: dict[str, Any] | None = None, settings: Settings | N
     app.config["FIELDCAL"] = settings
     app.config["SECRET_KEY"] = settings.require_secret_keys()[0]
     app.extensions["fieldcal.db"] = get_database(settings.database_url)
+    app.extensions["fieldcal.signer"] = LinkSigner(settings.secret_keys)
+    app.extensions["fieldcal.feed_cache"] = BodyCache()
+    app.register_blueprint(feeds_bp)
 
     @app.get("/healthz")
     def healthz() -> Any:

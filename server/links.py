@@ -166,6 +166,7 @@ def issue(
     expires_at: dt.datetime | None = None,
     label: str = "",
 ) -> ShareLink:
+    """A new link. A share page link comes with a feed link for its subscribe options."""
     audience = audience or DEFAULT_AUDIENCE[subject.kind]
     if audience not in ALLOWED_AUDIENCES[subject.kind]:
         allowed = ", ".join(sorted(a.value for a in ALLOWED_AUDIENCES[subject.kind]))
@@ -174,11 +175,26 @@ def issue(
         )
     if expires_at is not None and expires_at <= utcnow():
         raise InvalidInput("The expiry must be in the future.")
+    link = _new_link(ctx, purpose, subject, audience, expires_at, label)
+    if purpose is Purpose.SHARE:
+        _new_link(ctx, Purpose.FEED, subject, audience, expires_at, label, parent=link)
+    audit.record(ctx.session, ctx.actor, "link.issue", "share_link", link.id,
+                 after={"purpose": purpose.value, "subject": f"{subject.kind.value}:{subject.id}",
+                        "audience": audience.value,
+                        "expires_at": expires_at.isoformat() if expires_at else None})
+    return link
+
+
+def _new_link(
+    ctx: Context, purpose: Purpose, subject: Subject, audience: LinkAudience,
+    expires_at: dt.datetime | None, label: str, parent: ShareLink | None = None,
+) -> ShareLink:
     link = ShareLink(
         purpose=purpose,
         subject_kind=subject.kind,
         subject_id=subject.id,
         audience=audience,
+        parent_id=parent.id if parent else None,
         version=1,
         label=label,
         created_by=ctx.actor.name,
@@ -187,11 +203,14 @@ def issue(
     )
     ctx.session.add(link)
     ctx.session.flush()
-    audit.record(ctx.session, ctx.actor, "link.issue", "share_link", link.id,
-                 after={"purpose": purpose.value, "subject": f"{subject.kind.value}:{subject.id}",
-                        "audience": audience.value,
-                        "expires_at": expires_at.isoformat() if expires_at else None})
     return link
+
+
+def companion_feed(session: Session, link: ShareLink) -> ShareLink | None:
+    """The live feed link issued with a share page link."""
+    return session.scalars(
+        select(ShareLink).where(ShareLink.parent_id == link.id, ShareLink.revoked_at.is_(None))
+    ).first()
 
 
 def get_link(session: Session, link_id: int) -> ShareLink:
@@ -206,6 +225,9 @@ def revoke(ctx: Context, link: ShareLink) -> ShareLink:
     if link.revoked_at is None:
         link.revoked_at = utcnow()
         link.version += 1
+        for child in ctx.session.scalars(select(ShareLink).where(ShareLink.parent_id == link.id)):
+            child.revoked_at = link.revoked_at
+            child.version += 1
         audit.record(ctx.session, ctx.actor, "link.revoke", "share_link", link.id,
                      after={"version": link.version})
     return link
@@ -217,6 +239,8 @@ def rotate(ctx: Context, link: ShareLink) -> ShareLink:
     if link.revoked_at is not None:
         raise InvalidInput(f"Link #{link.id} is revoked; issue a new one.")
     link.version += 1
+    for child in ctx.session.scalars(select(ShareLink).where(ShareLink.parent_id == link.id)):
+        child.version += 1
     audit.record(ctx.session, ctx.actor, "link.rotate", "share_link", link.id,
                  after={"version": link.version})
     return link

@@ -23,6 +23,7 @@ def upgrade() -> None:
         sa.Column("subject_kind", sa.String(length=20), nullable=False),
         sa.Column("subject_id", sa.Integer(), nullable=False),
         sa.Column("audience", sa.String(length=20), nullable=False),
+        sa.Column("parent_id", sa.Integer(), nullable=True),
         sa.Column("version", sa.Integer(), nullable=False),
         sa.Column("label", sa.String(length=200), nullable=False),
         sa.Column("created_by", sa.String(length=100), nullable=False),
@@ -31,6 +32,8 @@ def upgrade() -> None:
         sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("last_used_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("last_user_agent", sa.String(length=300), nullable=False),
+        sa.ForeignKeyConstraint(["parent_id"], ["share_link.id"],
+                                name=op.f("fk_share_link_parent_id_share_link"), ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_share_link")),
     )
     op.create_index("ix_share_link_subject", "share_link", ["subject_kind", "subject_id"])

@@ -1,0 +1,110 @@
+"""GET/HEAD /feeds/<token>.ics: conditional GET answered before any item query or render."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+from flask import Blueprint, Response, current_app, request
+from werkzeug.http import http_date, parse_date
+
+from feeds.assemble import assemble
+from feeds.cache import BodyCache
+from feeds.plan import Validator, Window, plan_for, validator
+from server import links
+from server.config import Settings
+from server.db import Database
+from server.models import ShareLink, utcnow
+
+log = logging.getLogger(__name__)
+bp = Blueprint("feeds", __name__)
+
+NOT_FOUND_TEXT = "Not found. This calendar link is not valid (any more).\n"
+COMMON_HEADERS = {
+    "X-Robots-Tag": "noindex, nofollow",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+}
+
+
+def _settings() -> Settings:
+    return current_app.config["FIELDCAL"]
+
+
+def _database() -> Database:
+    return current_app.extensions["fieldcal.db"]
+
+
+def _signer() -> links.LinkSigner:
+    return current_app.extensions["fieldcal.signer"]
+
+
+def _cache() -> BodyCache:
+    return current_app.extensions["fieldcal.feed_cache"]
+
+
+def not_found() -> Response:
+    return Response(NOT_FOUND_TEXT, 404, {"Content-Type": "text/plain; charset=utf-8",
+                                          "Cache-Control": "no-store", **COMMON_HEADERS})
+
+
+def _not_modified(found: Validator) -> bool:
+    if_none_match = request.if_none_match
+    if if_none_match:
+        return if_none_match.contains_weak(found.etag.strip('"')) or if_none_match.star_tag
+    since_header = request.headers.get("If-Modified-Since")
+    since = parse_date(since_header) if since_header else None
+    return since is not None and since >= found.last_modified
+
+
+def _headers(found: Validator) -> dict[str, str]:
+    return {
+        "ETag": found.etag,
+        "Last-Modified": http_date(found.last_modified),
+        "Cache-Control": "no-cache",
+        "Content-Disposition": 'inline; filename="calendar.ics"',
+        **COMMON_HEADERS,
+    }
+
+
+@bp.route("/feeds/<token>.ics", methods=["GET", "HEAD"])
+def feed(token: str) -> Response:
+    settings = _settings()
+    database = _database()
+    now = utcnow()
+    window = Window.around(now.date(), settings)
+    with database.read() as session:
+        try:
+            link = links.resolve(session, _signer(), token, links.Purpose.FEED)
+        except links.InvalidLink as exc:
+            log.info("feed %s refused: %s", links.redact(token), exc.reason)
+            return not_found()
+        plan = plan_for(session, link)
+        if plan is None:
+            return not_found()
+        found = validator(session, plan, window, settings)
+        needs_touch = _needs_touch(link, now)
+        headers = _headers(found)
+        if _not_modified(found):
+            response = Response(status=304, headers=headers)
+        else:
+            body = _cache().get(found.etag)
+            if body is None:
+                body = assemble(session, plan, window, now=now,
+                                refresh_minutes=settings.feed_refresh_minutes,
+                                max_bytes=settings.feed_max_bytes)
+                _cache().put(found.etag, body)
+            response = Response(body, 200, headers, content_type="text/calendar; charset=utf-8")
+    if needs_touch:
+        with database.write() as session:
+            fresh = session.get(ShareLink, link.id)
+            if fresh is not None:
+                links.record_use(session, fresh, request.user_agent.string)
+    return response
+
+
+def _needs_touch(link: ShareLink, now: dt.datetime) -> bool:
+    agent = request.user_agent.string[:300]
+    if link.last_used_at is None or link.last_user_agent != agent:
+        return True
+    return now - link.last_used_at >= links.USE_RESOLUTION
