@@ -12,8 +12,9 @@ from sqlalchemy.orm import Session
 
 from feeds.plan import FeedPlan, Window
 from server.busy import busy_blocks
-from server.ical import PRODID, clean_text
+from server.ical import PRODID
 from server.models import Appointment, AppointmentStatus, CalendarItem
+from server.text import clean_text
 
 UTC_FORMAT = "%Y%m%dT%H%M%SZ"
 

@@ -26,6 +26,7 @@ from server.models import (
     User,
     utcnow,
 )
+from server.text import clean_text, one_line
 
 LOGIN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
@@ -83,7 +84,7 @@ def add_user(
         raise InvalidInput(f"{email!r} is not an email address.")
     if ctx.session.scalars(select(User.id).where(User.login == login)).first() is not None:
         raise Conflict(f"Login {login!r} is taken.")
-    user = User(login=login, name=name.strip(), email=email.strip(), role=role,
+    user = User(login=login, name=one_line(name), email=one_line(email), role=role,
                 timezone=check_timezone(timezone), skills=sorted(set(skills or [])), active=True)
     ctx.session.add(user)
     ctx.session.flush()
@@ -139,16 +140,17 @@ def add_customer(
     compressor_model: str = "",
     compressor_serial: str = "",
 ) -> Customer:
-    if not name.strip():
+    if not one_line(name):
         raise InvalidInput("A customer needs a name.")
-    customer = Customer(name=name.strip(), email=email.strip(), phone=phone.strip(),
+    customer = Customer(name=one_line(name), email=one_line(email), phone=one_line(phone),
                         timezone=check_timezone(timezone))
     ctx.session.add(customer)
     ctx.session.flush()
-    if address.strip():
-        ctx.session.add(Site(customer_id=customer.id, address=address.strip(),
-                             compressor_make=compressor_make, compressor_model=compressor_model,
-                             compressor_serial=compressor_serial))
+    if clean_text(address):
+        ctx.session.add(Site(customer_id=customer.id, address=clean_text(address),
+                             compressor_make=one_line(compressor_make),
+                             compressor_model=one_line(compressor_model),
+                             compressor_serial=one_line(compressor_serial)))
     calendars.create_collection(ctx, calendars.customer_path(customer.id), CollectionKind.CUSTOMER,
                                 customer_id=customer.id,
                                 props={"D:displayname": f"{customer.name}: appointments"})
@@ -168,12 +170,12 @@ def add_job(
     source: str = "phone",
     site: Site | None = None,
 ) -> Job:
-    if not title.strip():
+    if not one_line(title):
         raise InvalidInput("A job needs a title.")
     if site is None and customer.sites:
         site = customer.sites[0]
-    job = Job(customer_id=customer.id, site_id=site.id if site else None, title=title.strip(),
-              problem=problem, priority=priority, source=source, status=JobStatus.NEW)
+    job = Job(customer_id=customer.id, site_id=site.id if site else None, title=one_line(title),
+              problem=clean_text(problem), priority=priority, source=source, status=JobStatus.NEW)
     ctx.session.add(job)
     ctx.session.flush()
     audit.record(ctx.session, ctx.actor, "job.add", "job", job.id,

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -18,10 +17,9 @@ from dateutil.rrule import rrulestr
 
 from server.errors import InvalidInput
 from server.models import Appointment, AppointmentStatus
+from server.text import clean_text
 
 PRODID = "-//fieldcal//fieldcal 0.1//EN"
-CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-NEWLINES = re.compile(r"\r\n|\r|\n")
 FAR_FUTURE = dt.datetime(9999, 1, 1, tzinfo=dt.UTC)
 
 
@@ -31,11 +29,6 @@ class Audience(StrEnum):
     DISPATCH = "dispatch"
     CUSTOMER = "customer"
     FREEBUSY = "freebusy"
-
-
-def clean_text(value: str) -> str:
-    """User text made safe for a TEXT value: one kind of newline, no control characters."""
-    return CONTROL_CHARS.sub("", NEWLINES.sub("\n", value or "")).strip()
 
 
 def etag_of(text: str) -> str:
@@ -162,6 +155,8 @@ def first_component(calendar: icalendar.Calendar) -> icalendar.cal.Component:
 
 def parse_object(text: str) -> ParsedObject:
     """Parse one calendar object resource; InvalidInput says what is wrong."""
+    if "\x00" in text:
+        raise InvalidInput("Malformed iCalendar: NUL characters are not allowed.")
     try:
         calendar = icalendar.Calendar.from_ical(text)
     except ValueError as exc:
