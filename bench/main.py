@@ -1,0 +1,181 @@
+"""Seed, serve, time, check, profile and print: the side-by-side CalDAV benchmark."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import signal
+import sys
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from bench import report
+from bench.caldav_bench import Operations, Plan, Timing, measure
+from bench.client import BenchError, Client, Reply
+from bench.events import expected_in_window, generate
+from bench.profile_run import profile_propfind
+from bench.servers import GunicornSettings, Server, free_port, start, stop_all
+from bench.sides import Side, fieldcal_side, scratch_postgres, stock_side
+
+REPO = Path(__file__).resolve().parent.parent
+WORK = REPO / "bench" / ".work"
+DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
+Step = Callable[[], tuple[Reply, int]]
+
+OPERATIONS: list[tuple[str, Callable[[Operations], Step]]] = [
+    ("PUT one event", lambda ops: ops.put_new),
+    ("calendar-query (1 week)", lambda ops: ops.calendar_query),
+    ("sync-collection (1 change)", lambda ops: ops.sync_after_change),
+    ("PROPFIND depth 1", lambda ops: ops.propfind),
+    ("GET whole calendar", lambda ops: ops.get_all),
+]
+FIRST_SYNC = "first sync, empty token (cold, 1 run)"
+
+
+@dataclass(frozen=True)
+class Options:
+    sizes: list[int]
+    plan: Plan
+    postgres_url: str | None
+    profile: bool
+    stock_only: bool
+    log_level: str
+    gunicorn: GunicornSettings
+
+
+def parse(argv: list[str]) -> Options:
+    parser = argparse.ArgumentParser(prog="bench/run.sh", description=__doc__)
+    parser.add_argument("--quick", action="store_true",
+                        help="1,000 events only, fewer repetitions, no profile")
+    parser.add_argument("--events", type=int, nargs="+", help="calendar sizes (default 1000 10000)")
+    parser.add_argument("--repeats", type=int, help="timed runs per operation (default 15)")
+    parser.add_argument("--warmups", type=int, help="untimed runs first (default 2)")
+    parser.add_argument("--postgres", nargs="?", const=DEFAULT_POSTGRES, metavar="SERVER_URL",
+                        help=f"fieldcal on a scratch PostgreSQL database (default server "
+                             f"{DEFAULT_POSTGRES}) instead of SQLite")
+    parser.add_argument("--no-profile", action="store_true", help="skip the PROPFIND profile")
+    parser.add_argument("--stock-only", action="store_true", help="stock Radicale alone")
+    parser.add_argument("--log-level", default="info",
+                        help="stock Radicale's [logging] level (default info, Radicale's default)")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (both servers)")
+    args = parser.parse_args(argv)
+    quick = bool(args.quick)
+    return Options(
+        sizes=args.events or ([1000] if quick else [1000, 10000]),
+        plan=Plan(warmups=args.warmups if args.warmups is not None else (1 if quick else 2),
+                  repeats=args.repeats or (5 if quick else 15)),
+        postgres_url=args.postgres,
+        profile=not (args.no_profile or quick or args.stock_only),
+        stock_only=bool(args.stock_only),
+        log_level=args.log_level,
+        gunicorn=GunicornSettings(workers=args.workers),
+    )
+
+
+def _serve(side: Side, options: Options, work: Path, port: int) -> Server:
+    return start(side.name, side.app, side.env, options.gunicorn, work / f"{side.name}.log",
+                 port=port, cwd=REPO, ready_path=f"{side.prefix}/")
+
+
+def _check(timings: list[Timing], expected: dict[str, int], names: list[str]) -> None:
+    """Every server must give the expected number of items (same as each other)."""
+    for timing in timings:
+        want = expected.get(timing.operation)
+        if want is not None and timing.items != want:
+            raise BenchError(f"{timing.server}: {timing.operation} gave {timing.items} items, "
+                             f"expected {want}")
+    for operation in {t.operation for t in timings}:
+        counts = {t.server: t.items for t in timings if t.operation == operation}
+        if len(set(counts.values())) > 1 and set(counts) == set(names):
+            raise BenchError(f"{operation}: servers disagree on the item count: {counts}")
+
+
+def run_size(size: int, options: Options) -> tuple[report.RunResult, str]:
+    work = WORK / f"n{size}"
+    shutil.rmtree(work, ignore_errors=True)
+    (work / "stock").mkdir(parents=True)
+    (work / "fieldcal").mkdir()
+    events = generate(size)
+    print(f"\n== {size:,} events: seeding", flush=True)
+    sides = [stock_side(work / "stock", events, options.log_level)]
+    ports = {"stock": free_port(), "fieldcal": free_port()}
+    profile_text = ""
+    with ExitStack() as stack:
+        if not options.stock_only:
+            if options.postgres_url:
+                url = stack.enter_context(scratch_postgres(options.postgres_url,
+                                                           f"fieldcal_bench_{size}"))
+            else:
+                url = f"sqlite:///{work / 'fieldcal' / 'fieldcal.sqlite3'}"
+            sides.append(fieldcal_side(work / "fieldcal", events, url, ports["fieldcal"]))
+        for side in sides:
+            print(f"   {side.name}: seeded in {side.seed_s:.1f} s", flush=True)
+        servers: list[Server] = []
+        stack.callback(stop_all, servers)
+        for side in sides:
+            servers.append(_serve(side, options, work, ports[side.name]))
+        clients = [Client(s.name, srv.port, "tech", s.password, s.prefix)
+                   for s, srv in zip(sides, servers, strict=True)]
+        ops = [Operations(client, events) for client in clients]
+        timings: list[Timing] = []
+        for op in ops:
+            reply, items = op.initial_sync()
+            timings.append(Timing(FIRST_SYNC, op.client.name, [reply.ms], items))
+            print(f"   {op.client.name}: first sync (cold) {reply.ms:,.0f} ms", flush=True)
+        for name, pick in OPERATIONS:
+            for op in ops:
+                timing = measure(name, pick(op), op.client.name, options.plan)
+                timings.append(timing)
+                print(f"   {op.client.name:>8}  {name:<28} {timing.median_ms:10.2f} ms",
+                      flush=True)
+        created = ops[0].created
+        _check(timings, {
+            FIRST_SYNC: size,
+            "calendar-query (1 week)": expected_in_window(events),
+            "sync-collection (1 change)": 1,
+            "PUT one event": 1,
+            "PROPFIND depth 1": size + 1 + created,
+            "GET whole calendar": size + created,
+        }, [s.name for s in sides])
+        peak = {srv.name: max(srv.peak_rss_kib().values()) for srv in servers}
+        for client in clients:
+            client.close()
+        stop_all(servers)
+        if options.profile and size == max(options.sizes):
+            print("   profiling PROPFIND depth 1", flush=True)
+            profile_text = profile_propfind(sides, options.gunicorn, work, REPO)
+    result = report.RunResult(size, timings, {s.name: s.seed_s for s in sides}, peak)
+    (work / "timings.json").write_text(json.dumps([asdict(t) for t in timings], indent=1))
+    return result, profile_text
+
+
+def _exit_on_term(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)  # unwinds, so every server is stopped
+
+
+def main(argv: list[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, _exit_on_term)
+    options = parse(sys.argv[1:] if argv is None else argv)
+    if not options.stock_only and not (REPO / "wsgi.py").is_file():
+        print("wsgi.py is missing: run with --stock-only", file=sys.stderr)
+        return 2
+    results: list[report.RunResult] = []
+    profiles: list[str] = []
+    for size in options.sizes:
+        result, profile_text = run_size(size, options)
+        results.append(result)
+        if profile_text:
+            profiles.append(profile_text)
+    text = report.render(results, profiles, options.stock_only,
+                         "PostgreSQL" if options.postgres_url else "SQLite", options.gunicorn)
+    WORK.mkdir(parents=True, exist_ok=True)
+    (WORK / "results.md").write_text(text, encoding="utf-8")
+    print("\n" + text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,132 @@
+"""Markdown tables of the results (printed, and pasted into the README)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from radicale import VERSION as RADICALE_VERSION
+
+from bench.caldav_bench import Timing
+from bench.servers import GunicornSettings
+
+STOCK = "stock"
+FIELDCAL = "fieldcal"
+FAST_TARGET = 50.0
+SCALE_TARGET = 1.5
+FAST_OPERATIONS = ("PUT one event", "calendar-query (1 week)", "sync-collection (1 change)",
+                   "GET whole calendar")
+SCALE_OPERATIONS = ("PUT one event", "calendar-query (1 week)", "sync-collection (1 change)")
+
+
+@dataclass
+class RunResult:
+    events: int
+    timings: list[Timing]
+    seed_s: dict[str, float]
+    peak_rss_kib: dict[str, int]
+
+    def get(self, operation: str, server: str) -> Timing:
+        for timing in self.timings:
+            if timing.operation == operation and timing.server == server:
+                return timing
+        raise KeyError((operation, server))
+
+    def operations(self) -> list[str]:
+        seen: list[str] = []
+        for timing in self.timings:
+            if timing.operation not in seen:
+                seen.append(timing.operation)
+        return seen
+
+
+def _ms(value: float) -> str:
+    return f"{value:,.1f}" if value < 100 else f"{value:,.0f}"
+
+
+def table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> str:
+    lines = ["| " + " | ".join(header) + " |",
+             "|" + "|".join("---" if i == 0 else "---:" for i in range(len(header))) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def side_by_side(result: RunResult) -> str:
+    rows = []
+    for operation in result.operations():
+        stock = result.get(operation, STOCK)
+        ours = result.get(operation, FIELDCAL)
+        rows.append([operation, _ms(stock.median_ms), _ms(ours.median_ms),
+                     f"{stock.median_ms / ours.median_ms:,.1f}×", f"{ours.items:,}"])
+    header = ["operation", "stock Radicale ms", "fieldcal ms", "stock / fieldcal", "items"]
+    return f"**{result.events:,} events** (median ms)\n\n" + table(rows, header)
+
+
+def scaling(small: RunResult, large: RunResult) -> str:
+    rows = []
+    for operation in small.operations():
+        if operation not in large.operations():
+            continue
+        a = small.get(operation, FIELDCAL).median_ms
+        b = large.get(operation, FIELDCAL).median_ms
+        rows.append([operation, _ms(a), _ms(b), f"{b / a:.2f}×"])
+    header = ["operation", f"fieldcal {small.events:,}", f"fieldcal {large.events:,}",
+              f"{large.events // 1000}k / {small.events // 1000}k"]
+    return table(rows, header)
+
+
+def memory(results: Sequence[RunResult]) -> str:
+    rows = [[f"{r.events:,}", f"{r.peak_rss_kib[STOCK] / 1024:.0f}",
+             f"{r.peak_rss_kib[FIELDCAL] / 1024:.0f}"] for r in results]
+    return table(rows, ["events", "stock worker peak RSS MiB", "fieldcal worker peak RSS MiB"])
+
+
+def seeding(results: Sequence[RunResult]) -> str:
+    rows = [[f"{r.events:,}", f"{r.seed_s[STOCK]:.1f}", f"{r.seed_s[FIELDCAL]:.1f}"]
+            for r in results]
+    return table(rows, ["events", "stock: write .ics files s", "fieldcal: put_item via domain s"])
+
+
+def targets(small: RunResult | None, large: RunResult) -> str:
+    rows = []
+    for operation in FAST_OPERATIONS:
+        ratio = large.get(operation, STOCK).median_ms / large.get(operation, FIELDCAL).median_ms
+        rows.append([f"{operation}: ≥{FAST_TARGET:.0f}× stock at {large.events:,}",
+                     f"{ratio:,.1f}×", "met" if ratio >= FAST_TARGET else "NOT met"])
+    if small is not None:
+        for operation in SCALE_OPERATIONS:
+            growth = (large.get(operation, FIELDCAL).median_ms
+                      / small.get(operation, FIELDCAL).median_ms)
+            rows.append([f"{operation}: {large.events // 1000}k within {SCALE_TARGET}× of "
+                         f"{small.events // 1000}k", f"{growth:.2f}×",
+                         "met" if growth <= SCALE_TARGET else "NOT met"])
+    return table(rows, ["target", "measured", ""])
+
+
+def stock_alone(result: RunResult) -> str:
+    rows = [[t.operation, _ms(t.median_ms), f"{t.items:,}"]
+            for t in result.timings if t.server == STOCK]
+    return f"**{result.events:,} events** (median ms)\n\n" + table(
+        rows, ["operation", "stock Radicale ms", "items"])
+
+
+def render(results: Sequence[RunResult], profiles: Sequence[str], stock_only: bool,
+           database: str, settings: GunicornSettings) -> str:
+    parts = [f"## CalDAV benchmark: stock Radicale {RADICALE_VERSION} (multifilesystem) vs "
+             f"fieldcal ({database})",
+             f"gunicorn --workers {settings.workers} (sync workers, same settings for both); "
+             "one calendar; median of the timed runs; ratio > 1 means fieldcal is faster."]
+    if stock_only:
+        parts += [stock_alone(r) for r in results]
+        return "\n\n".join(parts) + "\n"
+    parts += [side_by_side(r) for r in results]
+    small = next((r for r in results if r.events == min(x.events for x in results)), None)
+    large = max(results, key=lambda r: r.events)
+    if small is not None and small is not large:
+        parts += ["**fieldcal scaling**", scaling(small, large)]
+    parts += ["**Targets**", targets(small if small is not large else None, large)]
+    parts += ["**Peak memory of a gunicorn worker (VmHWM)**", memory(results)]
+    parts += ["**Seeding (not timed above)**", seeding(results)]
+    if profiles:
+        parts += ["## Profile", *profiles]
+    return "\n\n".join(parts) + "\n"

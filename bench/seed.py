@@ -1,0 +1,78 @@
+"""Load the same events into stock Radicale's folder and into fieldcal's database."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.events import Event
+from server import calendars, directory, migrate
+from server.actors import SYSTEM
+from server.context import Context
+from server.db import Database
+from server.models import Role
+
+LOGIN = "tech"
+CALENDAR = "personal"
+ORGANIZER = "dispatch@bench.test"
+BATCH = 2_000
+
+
+@dataclass(frozen=True)
+class Seeded:
+    password: str
+    seconds: float
+
+
+def radicale_config(root: Path, htpasswd: Path, log_level: str) -> str:
+    return (
+        "[auth]\ntype = htpasswd\n"
+        f"htpasswd_filename = {htpasswd}\nhtpasswd_encryption = plain\n\n"
+        "[rights]\ntype = owner_only\n\n"
+        f"[storage]\ntype = multifilesystem\nfilesystem_folder = {root}\n\n"
+        f"[logging]\nlevel = {log_level}\n"
+    )
+
+
+def seed_radicale(work: Path, events: list[Event], log_level: str) -> tuple[Path, Seeded]:
+    """Write the .ics files straight into a multifilesystem collection; returns the config path."""
+    began = time.perf_counter()
+    root = work / "collections"
+    calendar = root / "collection-root" / LOGIN / CALENDAR
+    calendar.mkdir(parents=True)
+    (calendar / ".Radicale.props").write_text(
+        json.dumps({"tag": "VCALENDAR", "D:displayname": "Personal"}), encoding="utf-8")
+    for event in events:
+        (calendar / event.href).write_text(event.to_ics(), encoding="utf-8", newline="")
+    password = secrets.token_urlsafe(18)
+    htpasswd = work / "users"
+    htpasswd.write_text(f"{LOGIN}:{password}\n", encoding="utf-8")
+    config = work / "radicale.config"
+    config.write_text(radicale_config(root, htpasswd, log_level), encoding="utf-8")
+    return config, Seeded(password, time.perf_counter() - began)
+
+
+def seed_fieldcal(database_url: str, events: list[Event]) -> Seeded:
+    """Migrate, add the technician, and store the events through the domain write path."""
+    began = time.perf_counter()
+    database = Database(database_url)
+    try:
+        migrate.upgrade(database)
+        with database.write() as session:
+            ctx = Context(session, SYSTEM, ORGANIZER)
+            user = directory.add_user(ctx, LOGIN, name="Bench Technician",
+                                      email="tech@bench.test", role=Role.TECHNICIAN)
+            _credential, password = directory.issue_password(ctx, user, label="bench")
+        path = calendars.personal_path(LOGIN)
+        for first in range(0, len(events), BATCH):
+            with database.write() as session:
+                ctx = Context(session, SYSTEM, ORGANIZER)
+                collection = calendars.require_collection(session, path)
+                for event in events[first:first + BATCH]:
+                    calendars.put_item(ctx, collection, event.href, event.to_ics())
+    finally:
+        database.dispose()
+    return Seeded(password, time.perf_counter() - began)

@@ -1,0 +1,62 @@
+"""The two servers under test: their data, WSGI app, environment and URL prefix."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from bench import seed
+from bench.events import Event
+from bench.servers import HOST
+from server.db import normalise_url
+
+
+@dataclass(frozen=True)
+class Side:
+    name: str
+    app: str
+    profile_app: str
+    env: dict[str, str]
+    prefix: str
+    password: str
+    seed_s: float
+
+
+def stock_side(work: Path, events: list[Event], log_level: str) -> Side:
+    config, seeded = seed.seed_radicale(work, events, log_level)
+    return Side("stock", "radicale:application", "bench.profiling:radicale_app()",
+                {"RADICALE_CONFIG": str(config)}, "", seeded.password, seeded.seconds)
+
+
+def fieldcal_side(work: Path, events: list[Event], database_url: str, port: int) -> Side:
+    seeded = seed.seed_fieldcal(database_url, events)
+    env = {
+        "FIELDCAL_INSTANCE": str(work),
+        "FIELDCAL_DATABASE_URL": database_url,
+        "FIELDCAL_SECRET_KEYS": secrets.token_urlsafe(32),
+        "FIELDCAL_BASE_URL": f"http://{HOST}:{port}",
+    }
+    return Side("fieldcal", "wsgi:create_wsgi_app()", "bench.profiling:fieldcal_app()",
+                env, "/dav", seeded.password, seeded.seconds)
+
+
+@contextmanager
+def scratch_postgres(server_url: str, name: str) -> Iterator[str]:
+    """A fresh PostgreSQL database for one run, dropped afterwards; yields its URL."""
+    server_url = normalise_url(server_url)
+    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+        yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
