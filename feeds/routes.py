@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 
 from flask import Blueprint, Response, current_app, request
@@ -83,7 +82,7 @@ def feed(token: str) -> Response:
         if plan is None:
             return not_found()
         found = validator(session, plan, window, settings)
-        needs_touch = _needs_touch(link, now)
+        needs_touch = links.use_is_stale(link, request.user_agent.string, now)
         headers = _headers(found)
         if _not_modified(found):
             response = Response(status=304, headers=headers)
@@ -102,9 +101,3 @@ def feed(token: str) -> Response:
                 links.record_use(session, fresh, request.user_agent.string)
     return response
 
-
-def _needs_touch(link: ShareLink, now: dt.datetime) -> bool:
-    agent = request.user_agent.string[:300]
-    if link.last_used_at is None or link.last_user_agent != agent:
-        return True
-    return now - link.last_used_at >= links.USE_RESOLUTION

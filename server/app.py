@@ -12,6 +12,7 @@ from server.config import Settings, load_settings
 from server.db import Database, get_database
 from server.errors import FieldcalError
 from server.links import LinkSigner
+from share.routes import bp as share_bp
 
 
 def create_app(test_config: dict[str, Any] | None = None, settings: Settings | None = None) -> Flask:
@@ -25,6 +26,7 @@ def create_app(test_config: dict[str, Any] | None = None, settings: Settings | N
     app.extensions["fieldcal.signer"] = LinkSigner(settings.secret_keys)
     app.extensions["fieldcal.feed_cache"] = BodyCache()
     app.register_blueprint(feeds_bp)
+    app.register_blueprint(share_bp)
 
     @app.get("/healthz")
     def healthz() -> Any:

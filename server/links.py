@@ -254,12 +254,18 @@ def links_of(session: Session, subject: Subject) -> list[ShareLink]:
     ))
 
 
+def use_is_stale(link: ShareLink, user_agent: str, now: dt.datetime) -> bool:
+    """Whether this fetch should be noted (a new client, or a minute since the last note)."""
+    if link.last_used_at is None or link.last_user_agent != user_agent[:300]:
+        return True
+    return now - link.last_used_at >= USE_RESOLUTION
+
+
 def record_use(session: Session, link: ShareLink, user_agent: str) -> bool:
     """Note when and by which client a link was last fetched (at most once a minute)."""
     now = utcnow()
     agent = user_agent[:300]
-    fresh = link.last_used_at is not None and now - link.last_used_at < USE_RESOLUTION
-    if fresh and link.last_user_agent == agent:
+    if not use_is_stale(link, agent, now):
         return False
     session.execute(
         update(ShareLink).where(ShareLink.id == link.id)
