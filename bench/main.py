@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import signal
 import sys
@@ -58,8 +59,9 @@ def parse(argv: list[str]) -> Options:
                              f"{DEFAULT_POSTGRES}) instead of SQLite")
     parser.add_argument("--no-profile", action="store_true", help="skip the PROPFIND profile")
     parser.add_argument("--stock-only", action="store_true", help="stock Radicale alone")
-    parser.add_argument("--log-level", default="info",
-                        help="stock Radicale's [logging] level (default info, Radicale's default)")
+    parser.add_argument("--log-level", default="warning",
+                        help="stock Radicale's [logging] level (default warning, as fieldcal's "
+                             "radicale.config)")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (both servers)")
     args = parser.parse_args(argv)
     quick = bool(args.quick)
@@ -68,7 +70,7 @@ def parse(argv: list[str]) -> Options:
         plan=Plan(warmups=args.warmups if args.warmups is not None else (1 if quick else 2),
                   repeats=args.repeats or (5 if quick else 15)),
         postgres_url=args.postgres,
-        profile=not (args.no_profile or quick or args.stock_only),
+        profile=not (args.no_profile or quick),
         stock_only=bool(args.stock_only),
         log_level=args.log_level,
         gunicorn=GunicornSettings(workers=args.workers),
@@ -162,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     if not options.stock_only and not (REPO / "wsgi.py").is_file():
         print("wsgi.py is missing: run with --stock-only", file=sys.stderr)
         return 2
+    load_before = os.getloadavg()[0]
     results: list[report.RunResult] = []
     profiles: list[str] = []
     for size in options.sizes:
@@ -169,8 +172,11 @@ def main(argv: list[str] | None = None) -> int:
         results.append(result)
         if profile_text:
             profiles.append(profile_text)
+    machine = (f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}, 1-minute load average "
+               f"{load_before:.1f} before and {os.getloadavg()[0]:.1f} after the run")
     text = report.render(results, profiles, options.stock_only,
-                         "PostgreSQL" if options.postgres_url else "SQLite", options.gunicorn)
+                         "PostgreSQL" if options.postgres_url else "SQLite", options.gunicorn,
+                         machine)
     WORK.mkdir(parents=True, exist_ok=True)
     (WORK / "results.md").write_text(text, encoding="utf-8")
     print("\n" + text)

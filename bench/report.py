@@ -111,15 +111,23 @@ def stock_alone(result: RunResult) -> str:
 
 
 def render(results: Sequence[RunResult], profiles: Sequence[str], stock_only: bool,
-           database: str, settings: GunicornSettings) -> str:
+           database: str, settings: GunicornSettings, machine: str) -> str:
     parts = [f"## CalDAV benchmark: stock Radicale {RADICALE_VERSION} (multifilesystem) vs "
              f"fieldcal ({database})",
              f"gunicorn --workers {settings.workers} (sync workers, same settings for both); "
-             "one calendar; median of the timed runs; ratio > 1 means fieldcal is faster."]
+             "one calendar; median of the timed runs; ratio > 1 means fieldcal is faster. "
+             f"Machine: {machine}."]
     if stock_only:
         parts += [stock_alone(r) for r in results]
-        return "\n\n".join(parts) + "\n"
-    parts += [side_by_side(r) for r in results]
+    else:
+        parts += _comparison(results)
+    if profiles:
+        parts += ["## Profile", *profiles]
+    return "\n\n".join(parts) + "\n"
+
+
+def _comparison(results: Sequence[RunResult]) -> list[str]:
+    parts = [side_by_side(r) for r in results]
     small = next((r for r in results if r.events == min(x.events for x in results)), None)
     large = max(results, key=lambda r: r.events)
     if small is not None and small is not large:
@@ -127,6 +135,4 @@ def render(results: Sequence[RunResult], profiles: Sequence[str], stock_only: bo
     parts += ["**Targets**", targets(small if small is not large else None, large)]
     parts += ["**Peak memory of a gunicorn worker (VmHWM)**", memory(results)]
     parts += ["**Seeding (not timed above)**", seeding(results)]
-    if profiles:
-        parts += ["## Profile", *profiles]
-    return "\n\n".join(parts) + "\n"
+    return parts
