@@ -217,6 +217,11 @@ class Appointment(Base):
     ends_at: Mapped[dt.datetime]
     window_start: Mapped[dt.datetime | None]
     window_end: Mapped[dt.datetime | None]
+    blocked_from: Mapped[dt.datetime]  # starts_at less the buffer before
+    blocked_until: Mapped[dt.datetime]  # ends_at plus the buffer after and travel
+    service_type_id: Mapped[int | None] = mapped_column(ForeignKey("service_type.id"))
+    hold_expires_at: Mapped[dt.datetime | None]  # an unconfirmed self-booking hold
+    booking_key: Mapped[str | None] = mapped_column(String(100), unique=True)
     status: Mapped[str] = mapped_column(String(20), default=AppointmentStatus.CONFIRMED)
     partstat: Mapped[str] = mapped_column(String(20), default=PartStat.NEEDS_ACTION)
     sequence: Mapped[int] = mapped_column(Integer, default=0)
@@ -225,8 +230,12 @@ class Appointment(Base):
 
     job: Mapped[Job] = relationship()
     technician: Mapped[User | None] = relationship()
+    service_type: Mapped[ServiceType | None] = relationship()
 
-    __table_args__ = (Index("ix_appointment_technician_time", "technician_id", "starts_at"),)
+    __table_args__ = (
+        Index("ix_appointment_technician_time", "technician_id", "starts_at"),
+        Index("ix_appointment_technician_block", "technician_id", "blocked_from", "blocked_until"),
+    )
 
 
 class Collection(Base):
@@ -355,3 +364,50 @@ class ShareLink(Base):
     last_user_agent: Mapped[str] = mapped_column(String(300), default="")
 
     __table_args__ = (Index("ix_share_link_subject", "subject_kind", "subject_id"),)
+
+
+class ServiceType(Base):
+    """What a customer can book: how long it takes, buffers, skills, arrival windows."""
+
+    __tablename__ = "service_type"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slug: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    duration_minutes: Mapped[int] = mapped_column(Integer)
+    buffer_before_minutes: Mapped[int] = mapped_column(Integer, default=0)
+    buffer_after_minutes: Mapped[int] = mapped_column(Integer, default=0)
+    travel_minutes: Mapped[int] = mapped_column(Integer, default=0)
+    skills: Mapped[list[str]] = mapped_column(default=list)
+    min_notice_minutes: Mapped[int] = mapped_column(Integer, default=120)
+    horizon_days: Mapped[int] = mapped_column(Integer, default=30)
+    arrival_windows: Mapped[list[str]] = mapped_column(default=list)  # ["08:00-12:00", ...]
+    window_capacity: Mapped[int] = mapped_column(Integer, default=0)  # 0 = no limit
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class WorkingHours(Base):
+    """A technician's weekly hours, in the technician's own time zone."""
+
+    __tablename__ = "working_hours"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    technician_id: Mapped[int] = mapped_column(ForeignKey("user.id", ondelete="CASCADE"), index=True)
+    weekday: Mapped[int] = mapped_column(Integer)  # 0 = Monday
+    starts: Mapped[str] = mapped_column(String(5))  # "08:00"
+    ends: Mapped[str] = mapped_column(String(5))  # "17:00"
+
+
+class TimeOff(Base):
+    """Time nobody may be booked: one technician's leave, or a holiday (technician NULL)."""
+
+    __tablename__ = "time_off"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    technician_id: Mapped[int | None] = mapped_column(ForeignKey("user.id", ondelete="CASCADE"))
+    starts_at: Mapped[dt.datetime]
+    ends_at: Mapped[dt.datetime]
+    reason: Mapped[str] = mapped_column(String(200), default="")
+
+    __table_args__ = (Index("ix_time_off_range", "technician_id", "starts_at"),)

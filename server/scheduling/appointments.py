@@ -24,6 +24,7 @@ from server.models import (
     JobStatus,
     PartStat,
     Role,
+    ServiceType,
     User,
     utcnow,
 )
@@ -67,16 +68,47 @@ def _check_times(starts_at: dt.datetime, ends_at: dt.datetime) -> None:
         raise InvalidInput("An appointment cannot last longer than 14 days.")
 
 
+def blocked_range(service_type: ServiceType | None, starts_at: dt.datetime,
+                  ends_at: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
+    """The time a visit keeps its technician busy: buffers and travel included."""
+    if service_type is None:
+        return starts_at, ends_at
+    before = dt.timedelta(minutes=service_type.buffer_before_minutes)
+    after = dt.timedelta(minutes=service_type.buffer_after_minutes + service_type.travel_minutes)
+    return starts_at - before, ends_at + after
+
+
+def release_expired_holds(ctx: Context, technician_id: int | None = None) -> int:
+    """Cancel self-booking holds that were not confirmed in time."""
+    query = select(Appointment).where(
+        Appointment.hold_expires_at.is_not(None),
+        Appointment.hold_expires_at <= utcnow(),
+        Appointment.status == AppointmentStatus.TENTATIVE,
+    )
+    if technician_id is not None:
+        query = query.where(Appointment.technician_id == technician_id)
+    expired = list(ctx.session.scalars(query))
+    for appointment in expired:
+        before = snapshot(appointment)
+        appointment.status = AppointmentStatus.CANCELLED
+        appointment.hold_expires_at = None
+        if appointment.job.status == JobStatus.SCHEDULED:
+            appointment.job.status = JobStatus.NEW
+        _changed(ctx, appointment, "appointment.hold.expire", before)
+    return len(expired)
+
+
 def check_free(
     session: Session, technician: User, starts_at: dt.datetime, ends_at: dt.datetime,
-    exclude_id: int | None = None,
+    exclude_id: int | None = None, service_type: ServiceType | None = None,
 ) -> None:
     """The friendly check: names the clash. The database guard is the guarantee."""
+    blocked_from, blocked_until = blocked_range(service_type, starts_at, ends_at)
     query = select(Appointment).where(
         Appointment.technician_id == technician.id,
         Appointment.status != AppointmentStatus.CANCELLED,
-        Appointment.starts_at < ends_at,
-        Appointment.ends_at > starts_at,
+        Appointment.blocked_from < blocked_until,
+        Appointment.blocked_until > blocked_from,
     )
     if exclude_id is not None:
         query = query.where(Appointment.id != exclude_id)
@@ -122,12 +154,17 @@ def book(
     status: AppointmentStatus = AppointmentStatus.CONFIRMED,
     window: tuple[dt.datetime, dt.datetime] | None = None,
     uid: str | None = None,
+    service_type: ServiceType | None = None,
+    hold_until: dt.datetime | None = None,
+    booking_key: str | None = None,
 ) -> Appointment:
     _check_times(starts_at, ends_at)
     if technician is not None:
         if technician.role != Role.TECHNICIAN:
             raise InvalidInput(f"{technician.login!r} is not a technician.")
-        check_free(ctx.session, technician, starts_at, ends_at)
+        release_expired_holds(ctx, technician.id)
+        check_free(ctx.session, technician, starts_at, ends_at, service_type=service_type)
+    blocked_from, blocked_until = blocked_range(service_type, starts_at, ends_at)
     appointment = Appointment(
         uid=uid or new_uid(),
         job_id=job.id,
@@ -136,6 +173,11 @@ def book(
         ends_at=ends_at,
         window_start=window[0] if window else None,
         window_end=window[1] if window else None,
+        blocked_from=blocked_from,
+        blocked_until=blocked_until,
+        service_type_id=service_type.id if service_type else None,
+        hold_expires_at=hold_until,
+        booking_key=booking_key,
         status=status,
         partstat=PartStat.NEEDS_ACTION,
         sequence=0,
@@ -160,9 +202,13 @@ def reschedule(ctx: Context, appointment: Appointment, starts_at: dt.datetime,
     if (starts_at, ends_at) == (appointment.starts_at, appointment.ends_at):
         return appointment
     if appointment.technician is not None:
-        check_free(ctx.session, appointment.technician, starts_at, ends_at, appointment.id)
+        release_expired_holds(ctx, appointment.technician_id)
+        check_free(ctx.session, appointment.technician, starts_at, ends_at, appointment.id,
+                   appointment.service_type)
     before = snapshot(appointment)
     appointment.starts_at, appointment.ends_at = starts_at, ends_at
+    appointment.blocked_from, appointment.blocked_until = blocked_range(
+        appointment.service_type, starts_at, ends_at)
     if appointment.window_start is not None and appointment.window_end is not None:
         width = appointment.window_end - appointment.window_start
         appointment.window_start, appointment.window_end = starts_at, starts_at + width
@@ -177,8 +223,9 @@ def reassign(ctx: Context, appointment: Appointment, technician: User | None) ->
     if appointment.technician_id == (technician.id if technician else None):
         return appointment
     if technician is not None:
+        release_expired_holds(ctx, technician.id)
         check_free(ctx.session, technician, appointment.starts_at, appointment.ends_at,
-                   appointment.id)
+                   appointment.id, appointment.service_type)
     before = snapshot(appointment)
     appointment.technician_id = technician.id if technician else None
     appointment.partstat = PartStat.NEEDS_ACTION
