@@ -411,3 +411,13 @@ class TimeOff(Base):
     reason: Mapped[str] = mapped_column(String(200), default="")
 
     __table_args__ = (Index("ix_time_off_range", "technician_id", "starts_at"),)
+
+
+class RateLimitBucket(Base):
+    """A fixed-window request counter, shared by every process."""
+
+    __tablename__ = "rate_limit_bucket"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    window_start: Mapped[dt.datetime]
+    count: Mapped[int] = mapped_column(Integer, default=0)

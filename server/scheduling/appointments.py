@@ -94,7 +94,7 @@ def release_expired_holds(ctx: Context, technician_id: int | None = None) -> int
         appointment.hold_expires_at = None
         if appointment.job.status == JobStatus.SCHEDULED:
             appointment.job.status = JobStatus.NEW
-        _changed(ctx, appointment, "appointment.hold.expire", before)
+        changed(ctx, appointment, "appointment.hold.expire", before)
     return len(expired)
 
 
@@ -121,7 +121,7 @@ def check_free(
         )
 
 
-def _changed(ctx: Context, appointment: Appointment, action: str, before: dict[str, Any] | None,
+def changed(ctx: Context, appointment: Appointment, action: str, before: dict[str, Any] | None,
              *, bump: bool = True) -> Appointment:
     """Common tail of every change: sequence, renderings, audit, outbox."""
     if bump and before is not None:
@@ -186,7 +186,7 @@ def book(
     if job.status == JobStatus.NEW:
         job.status = JobStatus.SCHEDULED
         job.updated_at = utcnow()
-    return _changed(ctx, appointment, "appointment.book", None, bump=False)
+    return changed(ctx, appointment, "appointment.book", None, bump=False)
 
 
 def _live(appointment: Appointment) -> None:
@@ -196,23 +196,35 @@ def _live(appointment: Appointment) -> None:
 
 @operation
 def reschedule(ctx: Context, appointment: Appointment, starts_at: dt.datetime,
-               ends_at: dt.datetime) -> Appointment:
+               ends_at: dt.datetime, *, technician: User | None = None,
+               window: tuple[dt.datetime, dt.datetime] | None = None) -> Appointment:
+    """Move a visit; with `technician`, hand it to that technician at the new time too.
+
+    The arrival window moves with the visit unless a new `window` is given.
+    """
     _live(appointment)
     _check_times(starts_at, ends_at)
-    if (starts_at, ends_at) == (appointment.starts_at, appointment.ends_at):
+    target = technician or appointment.technician
+    if (starts_at, ends_at, target) == (appointment.starts_at, appointment.ends_at,
+                                        appointment.technician):
         return appointment
-    if appointment.technician is not None:
-        release_expired_holds(ctx, appointment.technician_id)
-        check_free(ctx.session, appointment.technician, starts_at, ends_at, appointment.id,
+    if target is not None:
+        release_expired_holds(ctx, target.id)
+        check_free(ctx.session, target, starts_at, ends_at, appointment.id,
                    appointment.service_type)
     before = snapshot(appointment)
+    if target is not appointment.technician and target is not None:
+        appointment.technician_id = target.id
+        appointment.partstat = PartStat.NEEDS_ACTION
     appointment.starts_at, appointment.ends_at = starts_at, ends_at
     appointment.blocked_from, appointment.blocked_until = blocked_range(
         appointment.service_type, starts_at, ends_at)
-    if appointment.window_start is not None and appointment.window_end is not None:
+    if window is not None:
+        appointment.window_start, appointment.window_end = window
+    elif appointment.window_start is not None and appointment.window_end is not None:
         width = appointment.window_end - appointment.window_start
         appointment.window_start, appointment.window_end = starts_at, starts_at + width
-    return _changed(ctx, appointment, "appointment.reschedule", before)
+    return changed(ctx, appointment, "appointment.reschedule", before)
 
 
 @operation
@@ -229,7 +241,7 @@ def reassign(ctx: Context, appointment: Appointment, technician: User | None) ->
     before = snapshot(appointment)
     appointment.technician_id = technician.id if technician else None
     appointment.partstat = PartStat.NEEDS_ACTION
-    return _changed(ctx, appointment, "appointment.reassign", before)
+    return changed(ctx, appointment, "appointment.reassign", before)
 
 
 @operation
@@ -249,7 +261,7 @@ def cancel(ctx: Context, appointment: Appointment, reason: str = "") -> Appointm
     if others_live is None and job.status != JobStatus.COMPLETED:
         job.status = JobStatus.CANCELLED
         job.updated_at = utcnow()
-    result = _changed(ctx, appointment, "appointment.cancel", before)
+    result = changed(ctx, appointment, "appointment.cancel", before)
     if reason:
         audit.record(ctx.session, ctx.actor, "appointment.cancel.reason", "appointment",
                      appointment.id, after={"reason": reason})
@@ -277,7 +289,7 @@ def accept(ctx: Context, appointment: Appointment, partstat: PartStat = PartStat
     appointment.partstat = partstat
     if partstat == PartStat.ACCEPTED and appointment.job.status == JobStatus.SCHEDULED:
         appointment.job.status = JobStatus.DISPATCHED
-    return _changed(ctx, appointment, "appointment.accept", before, bump=False)
+    return changed(ctx, appointment, "appointment.accept", before, bump=False)
 
 
 @operation
@@ -290,7 +302,7 @@ def decline(ctx: Context, appointment: Appointment) -> Appointment:
     appointment.partstat = PartStat.NEEDS_ACTION
     if appointment.job.status == JobStatus.DISPATCHED:
         appointment.job.status = JobStatus.SCHEDULED
-    return _changed(ctx, appointment, "appointment.decline", before)
+    return changed(ctx, appointment, "appointment.decline", before)
 
 
 @operation
@@ -307,4 +319,4 @@ def set_status(ctx: Context, appointment: Appointment, status: JobStatus) -> App
     before = snapshot(appointment)
     job.status = status
     job.updated_at = utcnow()
-    return _changed(ctx, appointment, "appointment.status", before)
+    return changed(ctx, appointment, "appointment.status", before)

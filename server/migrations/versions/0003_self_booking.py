@@ -102,6 +102,13 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_time_off")),
     )
     op.create_index("ix_time_off_range", "time_off", ["technician_id", "starts_at"])
+    op.create_table(
+        "rate_limit_bucket",
+        sa.Column("key", sa.String(length=200), nullable=False),
+        sa.Column("window_start", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("count", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint("key", name=op.f("pk_rate_limit_bucket")),
+    )
 
     _drop_guard(sqlite)
     with op.batch_alter_table("appointment") as batch:
@@ -133,6 +140,7 @@ def downgrade() -> None:
                        "blocked_from"):
             batch.drop_column(column)
     _create_guard(sqlite, "starts_at", "ends_at")
+    op.drop_table("rate_limit_bucket")
     op.drop_index("ix_time_off_range", table_name="time_off")
     op.drop_table("time_off")
     op.drop_index(op.f("ix_working_hours_technician_id"), table_name="working_hours")

@@ -1,0 +1,297 @@
+"""Free slots for a service type.
+
+Sources: each technician's weekly working hours (in their own zone), holidays
+and time off, busy personal CalDAV items (recurring ones expanded, capped),
+existing appointments with their buffers and travel, minimum notice, booking
+horizon, the service type's duration and skills. Slots are UTC; faces show them
+in the customer's zone. Technicians for a slot come fairest first: least booked
+in the period, ties broken round-robin (longest since their last booking).
+"""
+
+from __future__ import annotations
+
+import bisect
+import datetime as dt
+import threading
+from collections import OrderedDict, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session
+
+from server.busy import busy_blocks
+from server.models import (
+    Appointment,
+    AppointmentStatus,
+    CalendarItem,
+    Collection,
+    CollectionKind,
+    Role,
+    ServiceType,
+    TimeOff,
+    User,
+    WorkingHours,
+)
+from server.scheduling.appointments import blocked_range
+
+Interval = tuple[dt.datetime, dt.datetime]
+EXPANSION_DAYS = 400
+
+
+@dataclass(frozen=True)
+class Slot:
+    starts_at: dt.datetime
+    ends_at: dt.datetime
+    technician_ids: tuple[int, ...]
+    window: Interval | None = None
+
+
+class _Busy:
+    """Merged, sorted busy intervals of one technician with an O(log n) overlap test."""
+
+    def __init__(self, intervals: Iterable[Interval]) -> None:
+        merged: list[list[dt.datetime]] = []
+        for start, end in sorted(intervals):
+            if merged and start <= merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], end)
+            else:
+                merged.append([start, end])
+        self.starts = [m[0] for m in merged]
+        self.ends = [m[1] for m in merged]
+
+    def overlaps(self, start: dt.datetime, end: dt.datetime) -> bool:
+        index = bisect.bisect_right(self.ends, start)
+        return index < len(self.starts) and self.starts[index] < end
+
+
+class _ExpansionCache:
+    """Busy blocks of stored items by (id, etag, day): derived data, safe in any process."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self._entries: OrderedDict[tuple[int, str, dt.date], list[Interval]] = OrderedDict()
+        self._size = size
+        self._lock = threading.Lock()
+
+    def blocks(self, item_id: int, etag: str, text: str, day: dt.date) -> list[Interval]:
+        key = (item_id, etag, day)
+        with self._lock:
+            found = self._entries.get(key)
+            if found is not None:
+                self._entries.move_to_end(key)
+                return found
+        start = dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC)
+        end = start + dt.timedelta(days=EXPANSION_DAYS)
+        found = [(b.starts_at, b.ends_at) for b in busy_blocks(text, start, end)]
+        with self._lock:
+            self._entries[key] = found
+            while len(self._entries) > self._size:
+                self._entries.popitem(last=False)
+        return found
+
+
+_expansions = _ExpansionCache()
+
+
+def qualified_technicians(session: Session, service_type: ServiceType,
+                          only: Sequence[int] | None = None) -> list[User]:
+    query = select(User).where(User.role == Role.TECHNICIAN, User.active.is_(True))
+    if only is not None:
+        query = query.where(User.id.in_(only))
+    needed = set(service_type.skills)
+    return [u for u in session.scalars(query.order_by(User.id)) if needed <= set(u.skills)]
+
+
+def _parse_hhmm(text: str) -> dt.time:
+    hours, minutes = text.split(":")
+    return dt.time(int(hours), int(minutes))
+
+
+def _local(day: dt.date, at: dt.time, zone: ZoneInfo) -> dt.datetime:
+    return dt.datetime.combine(day, at, zone).astimezone(dt.UTC)
+
+
+def _working_intervals(hours: list[WorkingHours], zone: ZoneInfo, start: dt.datetime,
+                       end: dt.datetime) -> list[Interval]:
+    first = start.astimezone(zone).date() - dt.timedelta(days=1)
+    last = end.astimezone(zone).date() + dt.timedelta(days=1)
+    by_weekday: dict[int, list[WorkingHours]] = defaultdict(list)
+    for row in hours:
+        by_weekday[row.weekday].append(row)
+    intervals = []
+    day = first
+    while day <= last:
+        for row in by_weekday.get(day.weekday(), []):
+            begin = _local(day, _parse_hhmm(row.starts), zone)
+            finish = _local(day, _parse_hhmm(row.ends), zone)
+            if finish > begin:
+                intervals.append((begin, finish))
+        day += dt.timedelta(days=1)
+    return intervals
+
+
+def _candidate_starts(interval: Interval, zone: ZoneInfo, step: dt.timedelta) -> Iterable[dt.datetime]:
+    """Starts on the step grid of local wall-clock time (08:00, 08:30, ...)."""
+    local = interval[0].astimezone(zone)
+    midnight = dt.datetime.combine(local.date(), dt.time(), zone)
+    offset = (local.replace(tzinfo=None) - midnight.replace(tzinfo=None)) % step
+    moment = interval[0] + ((step - offset) % step)
+    while moment < interval[1]:
+        yield moment
+        moment += step
+
+
+def _load_busy(session: Session, technicians: list[User], start: dt.datetime, end: dt.datetime,
+               now: dt.datetime, exclude_id: int | None) -> dict[int, list[Interval]]:
+    ids = [t.id for t in technicians]
+    busy: dict[int, list[Interval]] = defaultdict(list)
+    margin = dt.timedelta(days=1)
+    appointments = select(Appointment.technician_id, Appointment.blocked_from,
+                          Appointment.blocked_until).where(
+        Appointment.technician_id.in_(ids),
+        Appointment.status != AppointmentStatus.CANCELLED,
+        Appointment.blocked_from < end + margin,
+        Appointment.blocked_until > start - margin,
+        or_(Appointment.hold_expires_at.is_(None), Appointment.hold_expires_at > now),
+    )
+    if exclude_id is not None:
+        appointments = appointments.where(Appointment.id != exclude_id)
+    for technician_id, blocked_from, blocked_until in session.execute(appointments):
+        busy[technician_id].append((blocked_from, blocked_until))
+    time_off = select(TimeOff.technician_id, TimeOff.starts_at, TimeOff.ends_at).where(
+        or_(TimeOff.technician_id.in_(ids), TimeOff.technician_id.is_(None)),
+        TimeOff.starts_at < end, TimeOff.ends_at > start,
+    )
+    for technician_id, starts_at, ends_at in session.execute(time_off):
+        for target in ([technician_id] if technician_id is not None else ids):
+            busy[target].append((starts_at, ends_at))
+    items = (
+        select(Collection.owner_id, CalendarItem.id, CalendarItem.etag, CalendarItem.text)
+        .join(Collection, Collection.id == CalendarItem.collection_id)
+        .where(Collection.owner_id.in_(ids), Collection.kind == CollectionKind.CALENDAR,
+               CalendarItem.transparent.is_(False),
+               or_(CalendarItem.dtstart.is_(None), CalendarItem.dtstart < end),
+               or_(CalendarItem.dtend.is_(None), CalendarItem.dtend > start))
+    )
+    bucket = start.date()
+    for owner_id, item_id, etag, text in session.execute(items):
+        for block_start, block_end in _expansions.blocks(item_id, etag, text, bucket):
+            if block_start < end + margin and block_end > start - margin:
+                busy[owner_id].append((block_start, block_end))
+    return busy
+
+
+def _fairness(session: Session, ids: list[int], start: dt.datetime,
+              end: dt.datetime) -> dict[int, tuple[int, dt.datetime]]:
+    """(bookings in the period, last booking time): smaller is fairer."""
+    counts = dict(session.execute(
+        select(Appointment.technician_id, func.count()).where(
+            Appointment.technician_id.in_(ids), Appointment.status != AppointmentStatus.CANCELLED,
+            Appointment.starts_at < end, Appointment.ends_at > start,
+        ).group_by(Appointment.technician_id)
+    ).all())
+    latest = dict(session.execute(
+        select(Appointment.technician_id, func.max(Appointment.created_at))
+        .where(Appointment.technician_id.in_(ids)).group_by(Appointment.technician_id)
+    ).all())
+    epoch = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+    return {i: (counts.get(i, 0), _aware(latest.get(i)) or epoch) for i in ids}
+
+
+def _aware(value: dt.datetime | None) -> dt.datetime | None:
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=dt.UTC)
+
+
+def free_slots(
+    session: Session,
+    service_type: ServiceType,
+    *,
+    start: dt.datetime,
+    end: dt.datetime,
+    now: dt.datetime,
+    step_minutes: int = 30,
+    technician_ids: Sequence[int] | None = None,
+    exclude_appointment_id: int | None = None,
+    windows_zone: str = "UTC",
+) -> list[Slot]:
+    """Bookable slots in [start, end), earliest first."""
+    start = max(start, now + dt.timedelta(minutes=service_type.min_notice_minutes))
+    end = min(end, now + dt.timedelta(days=service_type.horizon_days))
+    if end <= start:
+        return []
+    technicians = qualified_technicians(session, service_type, technician_ids)
+    if not technicians:
+        return []
+    ids = [t.id for t in technicians]
+    hours: dict[int, list[WorkingHours]] = defaultdict(list)
+    for row in session.scalars(select(WorkingHours).where(WorkingHours.technician_id.in_(ids))):
+        hours[row.technician_id].append(row)
+    busy = _load_busy(session, technicians, start, end, now, exclude_appointment_id)
+    duration = dt.timedelta(minutes=service_type.duration_minutes)
+    step = dt.timedelta(minutes=step_minutes)
+
+    free_at: dict[dt.datetime, list[int]] = defaultdict(list)
+    for technician in technicians:
+        zone = ZoneInfo(technician.timezone)
+        blocked = _Busy(busy.get(technician.id, []))
+        for interval in _working_intervals(hours.get(technician.id, []), zone, start, end):
+            for moment in _candidate_starts(interval, zone, step):
+                finish = moment + duration
+                if finish > interval[1]:
+                    break
+                if moment < start or moment >= end:
+                    continue
+                if not blocked.overlaps(*blocked_range(service_type, moment, finish)):
+                    free_at[moment].append(technician.id)
+
+    fairness = _fairness(session, ids, start, end)
+    slots = [
+        Slot(moment, moment + duration,
+             tuple(sorted(candidates, key=lambda i: (*fairness[i], i))))
+        for moment, candidates in sorted(free_at.items())
+    ]
+    if service_type.arrival_windows:
+        return _windowed(session, service_type, slots, ZoneInfo(windows_zone), now)
+    return slots
+
+
+def arrival_windows(service_type: ServiceType, day: dt.date, zone: ZoneInfo) -> list[Interval]:
+    windows = []
+    for text in service_type.arrival_windows:
+        begin, _, finish = text.partition("-")
+        windows.append((_local(day, _parse_hhmm(begin), zone), _local(day, _parse_hhmm(finish), zone)))
+    return windows
+
+
+def _windowed(session: Session, service_type: ServiceType, slots: list[Slot], zone: ZoneInfo,
+              now: dt.datetime) -> list[Slot]:
+    """One offer per arrival window: its earliest free start, while the window has capacity."""
+    if not slots:
+        return []
+    booked: dict[dt.datetime, int] = defaultdict(int)
+    if service_type.window_capacity:
+        rows = session.execute(
+            select(Appointment.window_start, func.count()).where(
+                Appointment.service_type_id == service_type.id,
+                Appointment.status != AppointmentStatus.CANCELLED,
+                Appointment.window_start.is_not(None),
+                Appointment.window_start >= slots[0].starts_at - dt.timedelta(days=1),
+                or_(Appointment.hold_expires_at.is_(None), Appointment.hold_expires_at > now),
+            ).group_by(Appointment.window_start)
+        )
+        booked.update({_aware(w): n for w, n in rows if w is not None})
+    offers = []
+    seen: set[Interval] = set()
+    for slot in slots:
+        day = slot.starts_at.astimezone(zone).date()
+        for window in arrival_windows(service_type, day, zone):
+            if window in seen or not (window[0] <= slot.starts_at < window[1]):
+                continue
+            if service_type.window_capacity and booked[window[0]] >= service_type.window_capacity:
+                continue
+            seen.add(window)
+            offers.append(Slot(slot.starts_at, slot.ends_at, slot.technician_ids, window))
+    return offers
