@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from zoneinfo import ZoneInfo
 
 import pytest
+from sqlalchemy import select, text
 
 from server import calendars, directory
 from server.actors import SYSTEM
@@ -14,7 +15,7 @@ from server.context import Context
 from server.db import Database
 from server.errors import SlotTaken
 from server.migrate import upgrade
-from server.models import ServiceType, User
+from server.models import Role, ServiceType, User
 from server.scheduling import appointments, capacity
 from server.scheduling.availability import free_slots
 
@@ -32,14 +33,14 @@ def db(database_url: str) -> Iterator[Database]:
         for table in ("appointment", "job", "calendar_item", "change", "time_off", "working_hours",
                       "service_type", "team_member", "site", "collection", "credential", "customer",
                       "outbox_message", "share_link", "audit_entry", '"user"', "team"):
-            session.execute(__import__("sqlalchemy").text(f"DELETE FROM {table}"))
+            session.execute(text(f"DELETE FROM {table}"))
     yield database
     database.dispose()
 
 
 def tech(ctx: Context, login: str, zone: str, skills: list[str] | None = None) -> User:
     user = directory.add_user(ctx, login, name=login.title(), email=f"{login}@example.test",
-                              role=__import__("server.models", fromlist=["Role"]).Role.TECHNICIAN,
+                              role=Role.TECHNICIAN,
                               timezone=zone, skills=skills or ["screw"])
     capacity.set_working_hours(ctx, user, WEEKDAYS)
     return user
@@ -149,8 +150,8 @@ def test_notice_horizon_and_skills(db: Database) -> None:
         slots = free_slots(s, st, start=NOW - dt.timedelta(days=3), end=NOW + dt.timedelta(days=30), now=NOW)
         assert slots[0].starts_at >= NOW + dt.timedelta(days=1)
         assert slots[-1].starts_at <= NOW + dt.timedelta(days=5)
-        assert {t for slot in slots for t in slot.technician_ids} == {s.scalar(
-            __import__("sqlalchemy").select(User.id).where(User.login == "anna"))}
+        anna_id = s.scalar(select(User.id).where(User.login == "anna"))
+        assert {t for slot in slots for t in slot.technician_ids} == {anna_id}
 
 
 def test_fair_choice_least_booked_then_round_robin(db: Database) -> None:
