@@ -19,7 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-from server.config import Settings
+from gunicorn.config import Config as GunicornConfig
+
+from server.config import ENV_PREFIX, Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 GRACE_S = 35.0  # gunicorn's graceful timeout is 30 s
@@ -44,15 +46,17 @@ def app_spec() -> str:
 
 
 def gunicorn_command(options: ServeOptions) -> list[str]:
-    return [
+    command = [
         sys.executable, "-m", "gunicorn",
         "--bind", f"{_bind_host(options.host)}:{options.port}",
         "--workers", str(options.workers),
         "--pythonpath", str(ROOT),
         "--graceful-timeout", "30",
         "--forwarded-allow-ips", "127.0.0.1,::1",
-        app_spec(),
     ]
+    if "control_socket_disable" in GunicornConfig().settings:
+        command.append("--no-control-socket")  # one shared per-user socket path otherwise
+    return [*command, app_spec()]
 
 
 def worker_command() -> list[str]:
@@ -63,10 +67,34 @@ def _bind_host(host: str) -> str:
     return f"[{host}]" if ":" in host and not host.startswith("[") else host
 
 
-def child_environment(settings: Settings) -> dict[str, str]:
-    """Children see the same instance whatever their working directory."""
+def local_url(options: ServeOptions) -> str:
+    host = options.host
+    if host in ("0.0.0.0", "::", ""):
+        host = lan_address()
+    return f"http://{_bind_host(host)}:{options.port}"
+
+
+def lan_address() -> str:
+    """This machine's address on its default route (no packet is sent), else loopback."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.1", 9))
+            return str(probe.getsockname()[0])
+        except OSError:
+            return "127.0.0.1"
+
+
+def public_url(options: ServeOptions, settings: Settings) -> str:
+    """FIELDCAL_BASE_URL if it is set, else where this server listens."""
+    if f"{ENV_PREFIX}BASE_URL" in settings.extra:
+        return settings.base_url.rstrip("/")
+    return local_url(options)
+
+
+def child_environment(options: ServeOptions, settings: Settings) -> dict[str, str]:
+    """Children see the same instance whatever their working directory, and the public URL."""
     return {**os.environ, "FIELDCAL_INSTANCE": str(settings.instance_path),
-            "PYTHONUNBUFFERED": "1"}
+            f"{ENV_PREFIX}BASE_URL": public_url(options, settings), "PYTHONUNBUFFERED": "1"}
 
 
 def port_free(host: str, port: int) -> bool:
@@ -101,7 +129,7 @@ class Supervisor:
         self.options = options
         self.settings = settings
         self.say = say
-        self.env = child_environment(settings)
+        self.env = child_environment(options, settings)
         self.stop_signal: int | None = None
         self.web: subprocess.Popen[bytes] | None = None
         self.worker: subprocess.Popen[bytes] | None = None
@@ -151,19 +179,16 @@ class Supervisor:
         return 0
 
     def _announce(self) -> None:
-        host = self.options.host
-        shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else _bind_host(host)
-        local = f"http://{shown}:{self.options.port}"
+        local = local_url(self.options)
+        public = self.env[f"{ENV_PREFIX}BASE_URL"]
         worker = f"outbox worker pid {self.worker.pid}" if self.worker else "no outbox worker"
         lines = [
             f"fieldcal is running (gunicorn, {self.options.workers} workers; {worker}):",
             f"  web:    {local}/",
             f"  CalDAV: {local}/dav/   (clients may also discover it at {local}/.well-known/caldav)",
         ]
-        if self.settings.base_url.rstrip("/") != local:
-            lines.append(f"  public: {self.settings.base_url}/  (FIELDCAL_BASE_URL)")
-        if host in ("0.0.0.0", "::"):
-            lines.append("  listening on all interfaces: use this machine's address from a phone")
+        if public != local:
+            lines.append(f"  public: {public}/  (FIELDCAL_BASE_URL)")
         lines.append("Press Ctrl-C to stop.")
         self.say("\n".join(lines))
 
