@@ -33,6 +33,7 @@ def apply(ctx: Context, appointment: Appointment, obj: ParsedObject) -> Appointm
     event = obj.main
     technician = appointment.technician
     email = technician.email if technician else ""
+    job_status_before = str(appointment.job.status)
 
     if str(event.get("status", "")).upper() == "CANCELLED" or _partstat_of(obj, email) == "DECLINED":
         return scheduling.decline(ctx, appointment)
@@ -54,7 +55,8 @@ def apply(ctx: Context, appointment: Appointment, obj: ParsedObject) -> Appointm
         scheduling.accept(ctx, appointment, PartStat(partstat))
 
     progress = event.get("x-fieldcal-job-status")
-    if progress is not None and str(progress) != appointment.job.status:
+    # Only a status the client changed counts: accepting may itself have moved the job on.
+    if progress is not None and str(progress).strip().lower() != job_status_before:
         try:
             status = JobStatus(str(progress).strip().lower())
         except ValueError as exc:

@@ -1,0 +1,106 @@
+"""Radicale's Application with the domain's answers: status and message of refused writes.
+
+Radicale turns any exception from storage into 500 (and ValueError into a bare
+400). Domain errors (server.errors) carry their status and a message for a
+person; this subclass answers with exactly those, after the request's
+transaction was rolled back by `Storage.acquire_lock`.
+"""
+
+from __future__ import annotations
+
+import io
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import vobject
+from radicale import httputils
+from radicale import item as radicale_item
+from radicale.app import Application as RadicaleApplication
+
+from plugins.radicale import state
+from server.errors import FieldcalError, InvalidInput
+from server.ical import parse_object
+
+Response = tuple[int, Any, Any, Any]
+Handler = Callable[..., Response]
+REQUEST_ID_HEADER = "HTTP_X_REQUEST_ID"
+
+
+def text_response(status: int, message: str) -> Response:
+    return status, {"Content-Type": "text/plain"}, message.rstrip("\n") + "\n", None
+
+
+def _without_etag(headers: Mapping[str, str] | Sequence[tuple[str, str]]) -> dict[str, str]:
+    pairs = headers.items() if isinstance(headers, Mapping) else headers
+    return {k: v for k, v in pairs if k.lower() != "etag"}
+
+
+def bad_calendar_reason(body: bytes, max_occurrences: int) -> str:
+    """Why Radicale could not take this calendar object, in words a person can act on."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return "The calendar object is not UTF-8 text."
+    if not text.strip():
+        return "The request has no calendar object."
+    try:
+        parse_object(text)
+    except InvalidInput as error:
+        return error.message
+    try:
+        components = radicale_item.read_components(text)
+        radicale_item.check_and_sanitize_items(
+            components, max_vevent_rrule_occurrence=max_occurrences, tag="VCALENDAR")
+    except (vobject.base.VObjectError, ValueError, RuntimeError, AttributeError) as error:
+        return f"Malformed iCalendar: {error}"
+    return "The calendar object could not be read."
+
+
+class Application(RadicaleApplication):
+    def _serve(self, handler: Handler, environ: dict[str, Any], *args: Any) -> Response:
+        request_id = str(environ.get(REQUEST_ID_HEADER) or uuid.uuid4().hex)[:64]
+        notes, token = state.begin_request(request_id)
+        try:
+            response = handler(self, environ, *args)
+        except FieldcalError as error:
+            return text_response(error.status, error.message)
+        finally:
+            state.end_request(token)
+        if notes.altered and response[0] in (200, 201, 204):
+            response = (response[0], _without_etag(response[1]), response[2], response[3])
+        return response
+
+    def do_PUT(self, environ: dict[str, Any], *args: Any) -> Response:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length) if length > 0 else b""
+        environ["wsgi.input"] = io.BytesIO(body)
+        response = self._serve(RadicaleApplication.do_PUT, environ, *args)
+        if response[0] == 400 and response[2] == httputils.BAD_REQUEST[2]:
+            reason = bad_calendar_reason(body, self._max_vevent_rrule_occurrence)
+            return text_response(400, reason)
+        return response
+
+    def do_DELETE(self, environ: dict[str, Any], *args: Any) -> Response:
+        return self._serve(RadicaleApplication.do_DELETE, environ, *args)
+
+    def do_GET(self, environ: dict[str, Any], *args: Any) -> Response:
+        return self._serve(RadicaleApplication.do_GET, environ, *args)
+
+    def do_MKCALENDAR(self, environ: dict[str, Any], *args: Any) -> Response:
+        return self._serve(RadicaleApplication.do_MKCALENDAR, environ, *args)
+
+    def do_MKCOL(self, environ: dict[str, Any], *args: Any) -> Response:
+        return self._serve(RadicaleApplication.do_MKCOL, environ, *args)
+
+    def do_MOVE(self, environ: dict[str, Any], *args: Any) -> Response:
+        return self._serve(RadicaleApplication.do_MOVE, environ, *args)
+
+    def do_PROPFIND(self, environ: dict[str, Any], *args: Any) -> Response:
+        return self._serve(RadicaleApplication.do_PROPFIND, environ, *args)
+
+    def do_PROPPATCH(self, environ: dict[str, Any], *args: Any) -> Response:
+        return self._serve(RadicaleApplication.do_PROPPATCH, environ, *args)
+
+    def do_REPORT(self, environ: dict[str, Any], *args: Any) -> Response:
+        return self._serve(RadicaleApplication.do_REPORT, environ, *args)

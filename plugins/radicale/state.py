@@ -1,0 +1,167 @@
+"""Per-request state shared by the Radicale plugins: the transaction and who is asking.
+
+Radicale calls `Storage.acquire_lock` around every storage access of a request;
+that lock is the request's database transaction, kept in a context variable so
+collections and items use the same session. Auth remembers the logged-in
+principal (role, teams) for rights and for the domain's Actor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+
+from radicale import config as radicale_config
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from server.actors import Actor
+from server.config import load_settings
+from server.db import Database, get_database
+from server.models import Role, Team, TeamMember, User
+
+CHANNEL = "caldav"
+
+
+@dataclass(frozen=True)
+class Principal:
+    login: str
+    role: str
+    teams: frozenset[str]
+
+    @property
+    def is_dispatcher(self) -> bool:
+        return self.role == Role.DISPATCHER
+
+
+@dataclass
+class Transaction:
+    session: Session
+    write: bool
+    user: str
+
+
+@dataclass
+class RequestNotes:
+    """What the storage tells the application about the request it is serving."""
+
+    request_id: str = ""
+    altered: bool = False  # the stored object differs from what the client sent
+
+
+_transaction: ContextVar[Transaction | None] = ContextVar("fieldcal_dav_txn", default=None)
+_principal: ContextVar[Principal | None] = ContextVar("fieldcal_dav_principal", default=None)
+_notes: ContextVar[RequestNotes | None] = ContextVar("fieldcal_dav_notes", default=None)
+
+
+def database_for(configuration: radicale_config.Configuration) -> Database:
+    """The process's Database: [storage] database_url if wsgi.py set it, else the settings'."""
+    try:
+        url = str(configuration.get("storage", "database_url"))
+    except KeyError:
+        url = load_settings().database_url
+    return get_database(url)
+
+
+def organizer_for(configuration: radicale_config.Configuration) -> str:
+    try:
+        return str(configuration.get("storage", "organizer"))
+    except KeyError:
+        return load_settings().organizer
+
+
+def current() -> Transaction:
+    txn = _transaction.get()
+    if txn is None:
+        raise RuntimeError("storage accessed outside Storage.acquire_lock")
+    return txn
+
+
+@contextmanager
+def transaction(database: Database, *, write: bool, user: str) -> Iterator[Transaction]:
+    """The request's transaction; nested calls share the outer one."""
+    outer = _transaction.get()
+    if outer is not None:
+        if write and not outer.write:
+            raise RuntimeError("a write lock was requested inside a read lock")
+        yield outer
+        return
+    session = database.session(write=write)
+    txn = Transaction(session, write, user)
+    token = _transaction.set(txn)
+    try:
+        session.begin()
+        if write:
+            database.lock_writes(session)
+        yield txn
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        _transaction.reset(token)
+        session.close()
+
+
+@contextmanager
+def reading(database: Database) -> Iterator[Session]:
+    """The request's session if one is open, else a short read transaction."""
+    txn = _transaction.get()
+    if txn is not None:
+        yield txn.session
+        return
+    with database.read() as session:
+        yield session
+
+
+def load_principal(session: Session, login: str) -> Principal | None:
+    row = session.execute(
+        select(User.id, User.role).where(User.login == login, User.active.is_(True))
+    ).first()
+    if row is None:
+        return None
+    user_id, role = row
+    slugs = session.scalars(
+        select(Team.slug).join(TeamMember, TeamMember.team_id == Team.id)
+        .where(TeamMember.user_id == user_id)
+    )
+    return Principal(login, str(role), frozenset(slugs))
+
+
+def remember(principal: Principal | None) -> None:
+    _principal.set(principal)
+
+
+def principal(database: Database, login: str) -> Principal | None:
+    """Who `login` is: the principal auth remembered for this request, else from the database."""
+    known = _principal.get()
+    if known is not None and known.login == login:
+        return known
+    with reading(database) as session:
+        found = load_principal(session, login)
+    if found is not None:
+        _principal.set(found)
+    return found
+
+
+def begin_request(request_id: str) -> tuple[RequestNotes, object]:
+    notes = RequestNotes(request_id=request_id)
+    return notes, _notes.set(notes)
+
+
+def end_request(token: object) -> None:
+    _notes.reset(token)  # type: ignore[arg-type]
+
+
+def notes() -> RequestNotes:
+    found = _notes.get()
+    return found if found is not None else RequestNotes()
+
+
+def actor(database: Database, login: str) -> Actor:
+    who = principal(database, login) if login else None
+    role = who.role if who is not None else "unknown"
+    return Actor(name=login or "anonymous", channel=CHANNEL, role=role,
+                 request_id=notes().request_id)
