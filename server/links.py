@@ -10,8 +10,9 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
-from itsdangerous import BadData, URLSafeTimedSerializer
+from itsdangerous import BadData, TimestampSigner, URLSafeTimedSerializer
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
@@ -105,6 +106,17 @@ def parse_subject(session: Session, text: str) -> Subject:
     return Subject(kind, appointment.id, appointment.uid)
 
 
+class _StampedSigner(TimestampSigner):
+    """Signs with a given time instead of now, so a link's token is stable."""
+
+    def __init__(self, *args: Any, timestamp: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._timestamp = timestamp
+
+    def get_timestamp(self) -> int:
+        return self._timestamp
+
+
 class LinkSigner:
     """Signs and reads link tokens; one salt per purpose, keys newest first."""
 
@@ -118,7 +130,12 @@ class LinkSigner:
         return URLSafeTimedSerializer(self._keys, salt=f"fieldcal.link.{purpose.value}")
 
     def dumps(self, link: ShareLink) -> str:
-        return self._serializer(Purpose(link.purpose)).dumps([link.id, link.version])
+        """The link's URL token; the same link at the same version always gives the same token."""
+        stamp = int((link.created_at or utcnow()).timestamp())
+        serializer = URLSafeTimedSerializer(
+            self._keys, salt=f"fieldcal.link.{link.purpose}", signer=_StampedSigner,
+            signer_kwargs={"timestamp": stamp})
+        return serializer.dumps([link.id, link.version])
 
     def loads(self, token: str, purpose: Purpose) -> tuple[int, int]:
         try:

@@ -7,6 +7,7 @@ import click
 from server.cli.auditing import audit
 from server.cli.common import FieldcalGroup, Runtime
 from server.cli.instance import init, serve_command, worker_command
+from server.cli.links import link
 from server.cli.people import dispatcher, password, team, technician
 from server.cli.work import appointment, customer, job
 
@@ -23,7 +24,7 @@ def cli(ctx: click.Context) -> None:
 
 
 for command in (init, serve_command, worker_command, technician, dispatcher, team, password,
-                customer, job, appointment, audit):
+                customer, job, appointment, link, audit):
     cli.add_command(command)
 
 
