@@ -53,6 +53,8 @@ def gunicorn_command(options: ServeOptions) -> list[str]:
         "--pythonpath", str(ROOT),
         "--graceful-timeout", "30",
         "--forwarded-allow-ips", "127.0.0.1,::1",
+        "--access-logfile", "-",
+        "--logger-class", "server.access_log.RedactingLogger",
     ]
     if "control_socket_disable" in GunicornConfig().settings:
         command.append("--no-control-socket")  # one shared per-user socket path otherwise
