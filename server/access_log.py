@@ -19,8 +19,5 @@ def redact_paths(text: str) -> str:
 class RedactingLogger(Logger):
     def atoms(self, resp: Any, req: Any, environ: dict[str, Any], request_time: Any) -> dict[str, Any]:
         atoms = super().atoms(resp, req, environ, request_time)
-        for key in ("r", "U", "f", "{referer}i"):
-            value = atoms.get(key)
-            if isinstance(value, str):
-                atoms[key] = redact_paths(value)
-        return atoms
+        return {key: redact_paths(value) if isinstance(value, str) else value
+                for key, value in atoms.items()}
