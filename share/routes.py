@@ -110,7 +110,7 @@ def page(token: str) -> Response | tuple[str, int] | str:
             if view is None:
                 return not_found()
             html = render_template("share/customer.html", page=view, token=token,
-                                   subscribe=subscribe)
+                                   subscribe=subscribe, now=utcnow())
         else:
             zone = ZoneInfo(_settings().timezone)
             monday = _week_start(zone)
