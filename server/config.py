@@ -31,6 +31,9 @@ class Settings:
     feed_refresh_minutes: int = 60
     feed_max_bytes: int = 900_000
     organizer_email: str = ""
+    manage_cutoff_hours: int = 24
+    business_phone: str = ""
+    booking_rate: int = 20
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -107,5 +110,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         feed_refresh_minutes=number("FEED_REFRESH_MINUTES", 60),
         feed_max_bytes=number("FEED_MAX_BYTES", 900_000),
         organizer_email=get("ORGANIZER_EMAIL"),
+        manage_cutoff_hours=number("MANAGE_CUTOFF_HOURS", 24),
+        business_phone=get("BUSINESS_PHONE"),
+        booking_rate=number("BOOKING_RATE", 20),
         extra={k: v for k, v in merged.items() if k.startswith(ENV_PREFIX)},
     )
