@@ -22,6 +22,7 @@ from importlib.metadata import entry_points
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from server.db import Database
 from server.models import OutboxMessage, utcnow
@@ -36,6 +37,7 @@ DEAD = "dead"
 ENTRY_POINT_GROUP = "fieldcal.outbox"
 MAX_ERROR_CHARS = 2000
 UNHANDLED_REPORT_INTERVAL_S = 300.0
+MAX_OUTAGE_PAUSE_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -133,15 +135,27 @@ class Worker:
         stop = stop or threading.Event()
         deadline = None if stop_after is None else time.monotonic() + stop_after
         total = Stats()
+        outages = 0
         while not stop.is_set():
-            stats = self.run_once()
-            total.add(stats)
+            pause = self.poll_interval_s
+            try:
+                stats = self.run_once()
+            except (OperationalError, InterfaceError) as exc:
+                # The database is away (restart, network, lock timeout): wait and go on.
+                # A claim whose outcome could not be written is retried after its lease.
+                outages += 1
+                pause = min(MAX_OUTAGE_PAUSE_S, self.poll_interval_s * 2 ** outages)
+                log.warning("database unavailable (%s); trying again in %.1f s",
+                            str(exc.orig or exc).strip().splitlines()[0], pause)
+                stats = Stats()
+            else:
+                outages = 0
+                total.add(stats)
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 break
-            if stats.processed < self.batch_size:
-                wait = self.poll_interval_s if remaining is None else min(self.poll_interval_s, remaining)
-                stop.wait(wait)
+            if outages or stats.processed < self.batch_size:
+                stop.wait(pause if remaining is None else min(pause, remaining))
         return total
 
     def claim(self) -> list[Delivery]:

@@ -245,6 +245,17 @@ def test_run_stops_when_asked(database: Database) -> None:
     assert not thread.is_alive()
 
 
+def test_run_survives_an_unreachable_database(
+    tmp_path: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    missing = Database(f"sqlite:///{tmp_path / 'no' / 'such' / 'dir' / 'x.sqlite3'}")
+    worker = Worker(missing, {"test.ok": lambda _d: None}, poll_interval_s=0.01)
+    with caplog.at_level(logging.WARNING, logger="fieldcal.worker"):
+        assert worker.run(stop_after=0.3).processed == 0
+    assert any("database unavailable" in r.getMessage() for r in caplog.records)
+    missing.dispose()
+
+
 def test_concurrent_workers_deliver_each_message_once(database: Database) -> None:
     ids = enqueue(database, "test.shared", count=40, at=dt.datetime.now(dt.UTC))
     delivered = Counter[int]()
