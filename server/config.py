@@ -34,6 +34,9 @@ class Settings:
     manage_cutoff_hours: int = 24
     business_phone: str = ""
     booking_rate: int = 20
+    mail_from: str = ""
+    reminders: str = "24h,2h"
+    reminder_scan_seconds: int = 60
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -47,6 +50,11 @@ class Settings:
         except ValueError:
             return f"dispatch@{host}"
         return "dispatch@localhost"
+
+    @property
+    def sender(self) -> str:
+        """The From address of our email: FIELDCAL_MAIL_FROM or the organizer address."""
+        return self.mail_from or self.organizer
 
     def require_secret_keys(self) -> tuple[str, ...]:
         """The signing keys, newest first; refuse to go on without one."""
@@ -113,5 +121,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         manage_cutoff_hours=number("MANAGE_CUTOFF_HOURS", 24),
         business_phone=get("BUSINESS_PHONE"),
         booking_rate=number("BOOKING_RATE", 20),
+        mail_from=get("MAIL_FROM"),
+        reminders=get("REMINDERS", "24h,2h"),
+        reminder_scan_seconds=number("REMINDER_SCAN_SECONDS", 60),
         extra={k: v for k, v in merged.items() if k.startswith(ENV_PREFIX)},
     )
