@@ -19,6 +19,7 @@ from sqlalchemy import select
 from server import calendars, directory, scheduling
 from server.context import Context
 from server.models import Appointment, AppointmentStatus, Customer, JobStatus, Role, User
+from server.scheduling import capacity
 
 PASSWORD_LABEL = "demo"
 DAYS_BACK = 7
@@ -98,6 +99,7 @@ JOBS = (
     ("Belt replacement", "Belt squeals on start-up.", "low"),
 )
 SOURCES = ("phone", "phone", "email", "web", "api")
+WORKING_HOURS = ("08:00", "17:00")  # Monday to Friday, in each technician's zone
 # Local start (hour, minute) and length in minutes of the day's possible visits.
 SLOTS = ((8, 0, 120), (10, 30, 90), (13, 0, 120), (15, 30, 90))
 
@@ -171,6 +173,7 @@ def load(ctx: Context, today: dt.date, now: dt.datetime) -> None:
                                   role=Role.TECHNICIAN, timezone=person.timezone,
                                   skills=list(person.skills))
         directory.add_member(ctx, teams[person.team], user)
+        capacity.set_working_hours(ctx, user, {day: [WORKING_HOURS] for day in range(5)})
         technicians[person.login] = user
     customers = {
         spec.name: directory.add_customer(

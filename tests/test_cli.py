@@ -35,6 +35,7 @@ from server.models import (
     Role,
     Site,
     User,
+    WorkingHours,
 )
 
 BIN = Path(sys.executable).parent
@@ -115,6 +116,8 @@ def test_init_demo_prints_accounts_that_log_in(instance: dict[str, Any]) -> None
         technicians = session.scalars(select(User).where(User.role == Role.TECHNICIAN)).all()
         assert len({t.timezone for t in technicians}) >= 2
         assert all(t.skills and t.teams for t in technicians)
+        hours = session.scalars(select(WorkingHours)).all()
+        assert {h.technician_id for h in hours} == {t.id for t in technicians}
         customers = session.scalars(select(Customer)).all()
         assert len(customers) == 5
         assert all(c.sites and c.sites[0].compressor_serial for c in customers)
