@@ -110,6 +110,20 @@ class Stats:
 
 
 @dataclass
+class Periodic:
+    """A chore the worker runs every `interval_s` seconds before it claims messages,
+    e.g. a scan that enqueues messages that are due by time. `run` gets the worker's clock."""
+
+    name: str
+    interval_s: float
+    run: Callable[[dt.datetime], object]
+    last_run: float = field(default=float("-inf"), compare=False)
+
+    def due(self, monotonic_now: float) -> bool:
+        return monotonic_now - self.last_run >= self.interval_s
+
+
+@dataclass
 class Worker:
     database: Database
     handlers: Mapping[str, Handler] = field(default_factory=load_handlers)
@@ -119,12 +133,14 @@ class Worker:
     clock: Callable[[], dt.datetime] = utcnow
     rng: random.Random = field(default_factory=random.Random)
     report_interval_s: float = UNHANDLED_REPORT_INTERVAL_S
+    periodic: tuple[Periodic, ...] = ()
     waiting_without_handler: dict[str, int] = field(default_factory=dict, init=False)
     _last_report: float = field(default=float("-inf"), init=False)
 
     def run_once(self) -> Stats:
-        """Claim one batch and deliver it."""
+        """Run the chores that are due, then claim one batch and deliver it."""
         self._report_unhandled()
+        self._run_periodic()
         stats = Stats()
         for delivery in self.claim():
             stats.add(self.deliver(delivery))
@@ -235,6 +251,18 @@ class Worker:
                 message.next_attempt_at = now + self.policy.delay(message.attempts, self.rng)
                 stats.retried += 1
         return stats
+
+    def _run_periodic(self) -> None:
+        for chore in self.periodic:
+            if not chore.due(time.monotonic()):
+                continue
+            chore.last_run = time.monotonic()
+            try:
+                chore.run(self.clock())
+            except (OperationalError, InterfaceError):
+                raise  # the database is away: run() waits and tries again
+            except Exception:  # a failing chore must not stop deliveries; it runs again next time
+                log.exception("periodic chore %s failed", chore.name)
 
     def _report_unhandled(self) -> None:
         """Note pending messages nobody can deliver yet; log each such kind once."""
