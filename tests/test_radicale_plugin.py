@@ -653,3 +653,67 @@ def test_many_items_stream_and_query_by_index(client: Client, db: Database, seed
     day = dav("REPORT", f"/dav/{account.login}/personal/",
               calendar_query(WEEK + 10 * DAY, WEEK + 11 * DAY), Depth="1", **XML)
     assert {h.rsplit("/", 1)[-1] for h in hrefs(day)} == {f"n{n}.ics" for n in range(40, 44)}
+
+
+# --------------------------------------------------------------------------- exact bounds
+
+
+def _event(*lines: str, zone: bool = False) -> str:
+    timezone = (
+        "BEGIN:VTIMEZONE\r\nTZID:Europe/Berlin\r\nBEGIN:STANDARD\r\nDTSTART:19701025T030000\r\n"
+        "TZOFFSETFROM:+0200\r\nTZOFFSETTO:+0100\r\nRRULE:FREQ=YEARLY;BYMONTH=10;BYDAY=-1SU\r\n"
+        "END:STANDARD\r\nBEGIN:DAYLIGHT\r\nDTSTART:19700329T020000\r\nTZOFFSETFROM:+0100\r\n"
+        "TZOFFSETTO:+0200\r\nRRULE:FREQ=YEARLY;BYMONTH=3;BYDAY=-1SU\r\nEND:DAYLIGHT\r\n"
+        "END:VTIMEZONE\r\n"
+    ) if zone else ""
+    body = "".join(f"{line}\r\n" for line in lines)
+    return ("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//EN\r\n" + timezone +
+            "BEGIN:VEVENT\r\nUID:b@example.test\r\nDTSTAMP:20310101T000000Z\r\n" + body +
+            "END:VEVENT\r\nEND:VCALENDAR\r\n")
+
+
+SIMPLE_EVENTS = [
+    _event("DTSTART:20310301T090000Z", "DTEND:20310301T100000Z"),
+    _event("DTSTART;TZID=Europe/Berlin:20310701T090000",
+           "DTEND;TZID=Europe/Berlin:20310701T100000", zone=True),
+    _event("DTSTART;TZID=America/New_York:20311105T013000",
+           "DTEND;TZID=America/New_York:20311105T033000"),
+    _event("DTSTART;VALUE=DATE-TIME:20310301T090000Z", "DTEND:20310301T093000Z",
+           "BEGIN:VALARM", "ACTION:DISPLAY", "TRIGGER:-PT15M", "DESCRIPTION:x", "END:VALARM"),
+]
+OTHER_EVENTS = [
+    _event("DTSTART:20310301T090000", "DTEND:20310301T100000"),  # floating
+    _event("DTSTART;VALUE=DATE:20310301", "DTEND;VALUE=DATE:20310302"),
+    _event("DTSTART:20310301T090000Z", "DTEND:20310301T100000Z", "RRULE:FREQ=DAILY;COUNT=3"),
+    _event("DTSTART:20310301T090000Z", "DURATION:PT1H"),
+    _event("DTSTART:20310301T090000Z"),
+    _event("DTSTART;TZID=Custom Zone:20310301T090000", "DTEND;TZID=Custom Zone:20310301T100000"),
+    _event("DTSTART;TZID=America/New_York:20311102T013000",  # happens twice that night
+           "DTEND;TZID=America/New_York:20311102T033000"),
+    _event("DTSTART;TZID=Europe/Berlin:20310330T023000",  # does not happen that night
+           "DTEND;TZID=Europe/Berlin:20310330T033000"),
+]
+
+
+@pytest.mark.parametrize("text", SIMPLE_EVENTS)
+def test_exact_bounds_agree_with_radicale(text: str) -> None:
+    from radicale import item as radicale_item
+
+    from plugins.radicale.bounds import exact_range
+
+    parsed = radicale_item.Item(collection_path="a/b", text=text)
+    assert exact_range(text) == parsed.time_range
+
+
+@pytest.mark.parametrize("text", OTHER_EVENTS)
+def test_exact_bounds_leave_the_rest_to_radicale(text: str) -> None:
+    from plugins.radicale.bounds import exact_range
+
+    assert exact_range(text) is None
+
+
+def test_folded_lines_are_read() -> None:
+    from plugins.radicale.bounds import exact_range
+
+    folded = SIMPLE_EVENTS[0].replace("DTEND:20310301T100000Z", "DTEND:2031030\r\n 1T100000Z")
+    assert exact_range(folded) == exact_range(SIMPLE_EVENTS[0])

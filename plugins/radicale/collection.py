@@ -22,7 +22,7 @@ from radicale.item import filter as radicale_filter
 from sqlalchemy import Select, or_, select
 from sqlalchemy.orm import Session
 
-from plugins.radicale import serialize, state
+from plugins.radicale import bounds, serialize, state
 from server import calendars, changes, ical, phone_edits, scheduling
 from server.errors import Forbidden
 from server.models import Appointment, CalendarItem, Collection, CollectionKind
@@ -76,6 +76,28 @@ class StoredItem(radicale_item.Item):
     @last_modified.setter
     def last_modified(self, value: str | None) -> None:
         self._last_modified = value
+
+    @classmethod
+    def build(cls, collection: DbCollection, href: str, text: str, etag: str, uid: str,
+              component: str, updated_at: dt.datetime, time_range: tuple[int, int],
+              exact: bool) -> StoredItem:
+        """Without Item.__init__, whose path checks cost more than the rest for big listings;
+        the collection's path is already sanitised (it comes from a checked row)."""
+        item = cls.__new__(cls)
+        item._collection_path = collection.path
+        item.collection = collection
+        item.href = href
+        item._text = text
+        item._vobject_item = None
+        item._etag = etag
+        item._uid = uid
+        item._name = "VCALENDAR"
+        item._component_name = component
+        item._time_range = time_range
+        item._updated_at = updated_at
+        item._last_modified = None
+        item.exact = exact
+        return item
 
     def __copy__(self) -> StoredItem:
         # Radicale's expansion edits the parsed object of its copy in place: a copy
@@ -183,16 +205,18 @@ class DbCollection(radicale_storage.BaseCollection):
     def _session(self) -> Session:
         return state.current().session
 
-    def _item(self, row: Any) -> StoredItem:
+    def _item(self, row: Any, *, exact_text: bool = False) -> StoredItem:
+        """An item from a row of ITEM_COLUMNS. Rendered appointments have exact stored times;
+        with `exact_text`, a simple free-form event's exact times are read from its text."""
         href, uid, component, text, etag, updated_at, dtstart, dtend, appointment_id = row
-        item = StoredItem(
-            collection_path=self._row.path, collection=self, href=href, text=text, etag=etag,
-            uid=uid, name="VCALENDAR", component_name=component,
-            time_range=_timestamp_bounds(dtstart, dtend),
-        )
-        item._updated_at = updated_at
-        item.exact = appointment_id is not None
-        return item
+        time_range = _timestamp_bounds(dtstart, dtend)
+        exact = appointment_id is not None
+        if not exact and exact_text:
+            found = bounds.exact_range(text)
+            if found is not None:
+                time_range, exact = found, True
+        return StoredItem.build(self, href, text, etag, uid, component, updated_at, time_range,
+                                exact)
 
     def _select(self) -> Select[Any]:
         return select(*ITEM_COLUMNS).where(CalendarItem.collection_id == self._row.id)
@@ -233,14 +257,15 @@ class DbCollection(radicale_storage.BaseCollection):
             query = query.where(or_(CalendarItem.dtend.is_(None), CalendarItem.dtend > start_at))
         with self._reading() as session:
             for row in session.execute(query.order_by(CalendarItem.dtstart)):
-                item = self._item(row)
+                item = self._item(row, exact_text=True)
                 istart, iend = item.time_range
                 if item.exact:
                     if istart >= end or iend <= start:
                         continue
                     yield item, simple and (start <= istart or iend <= end)
                 else:
-                    # Stored bounds of free-form objects are widened: Radicale checks exactly.
+                    # Widened stored bounds (recurrences, floating or all-day times):
+                    # Radicale checks the object itself.
                     yield item, False
 
     def has_uid(self, uid: str) -> bool:
