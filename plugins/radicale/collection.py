@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 SYNC_TOKEN_PREFIX = "http://fieldcal.invalid/ns/sync/"
 HREF_CHUNK = 500
+STREAM_ROWS = 1000
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 ITEM_COLUMNS = (
     CalendarItem.href, CalendarItem.uid, CalendarItem.component, CalendarItem.text,
@@ -228,7 +229,8 @@ class DbCollection(radicale_storage.BaseCollection):
 
     def get_all(self) -> Iterator[radicale_item.Item]:
         with self._reading() as session:
-            for row in session.execute(self._select().order_by(CalendarItem.id)):
+            query = self._select().order_by(CalendarItem.id).execution_options(yield_per=STREAM_ROWS)
+            for row in session.execute(query):
                 yield self._item(row)
 
     def get_multi(self, hrefs: Iterable[str]) -> Iterator[tuple[str, radicale_item.Item | None]]:

@@ -147,7 +147,7 @@ class Storage(radicale_storage.BaseStorage):
                 "put its events one by one."
             )
         wanted = dict(props or {})
-        if wanted.pop("tag", "VCALENDAR") != "VCALENDAR":
+        if wanted.pop("tag", "") != "VCALENDAR":
             raise Forbidden("Only calendars can be created here.")
         owner_login = segments[0]
         try:
