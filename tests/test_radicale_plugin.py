@@ -717,3 +717,32 @@ def test_folded_lines_are_read() -> None:
 
     folded = SIMPLE_EVENTS[0].replace("DTEND:20310301T100000Z", "DTEND:2031030\r\n 1T100000Z")
     assert exact_range(folded) == exact_range(SIMPLE_EVENTS[0])
+
+
+# --------------------------------------------------------------------------- concurrency
+
+
+def test_concurrent_if_match_puts_have_one_winner(app: Any, db: Database, seed: Seed) -> None:
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    account, _ = fresh(db, seed, "race")
+    path = f"/dav/{account.login}/personal/race.ics"
+    uid = f"race-{account.login}@example.test"
+    created = as_user(Client(app), account)("PUT", path,
+                                            personal_event(uid, "v0", at(30, 9), at(30, 10)), **ICS)
+    etag = created.headers["ETag"]
+    writers = 8
+    barrier = threading.Barrier(writers)
+
+    def write(n: int) -> int:
+        dav = as_user(Client(app), account)
+        barrier.wait(timeout=30)
+        return dav("PUT", path, personal_event(uid, f"v{n + 1}", at(30, 9), at(30, 10)),
+                   If_Match=etag, **ICS).status_code
+
+    with ThreadPoolExecutor(writers) as pool:
+        statuses = sorted(pool.map(write, range(writers)))
+    assert statuses == [204] + [412] * (writers - 1)
+    text = items_of(db, f"{account.login}/personal")["race.ics"].text
+    assert text.count("SUMMARY:v") == 1 and "SUMMARY:v0" not in text
