@@ -49,6 +49,8 @@ class Client:
         secret = base64.b64encode(f"{login}:{password}".encode()).decode("ascii")
         self._auth = f"Basic {secret}"
         self._connection = http.client.HTTPConnection(HOST, port, timeout=REQUEST_TIMEOUT_S)
+        self.profile_as = ""  # when set, requests ask the profiling wrapper for a profile
+        self._profiled = 0
 
     def path(self, path: str) -> str:
         return f"{self.prefix}{path}"
@@ -56,6 +58,9 @@ class Client:
     def request(self, method: str, path: str, body: bytes | None = None,
                 headers: dict[str, str] | None = None, *, expect: tuple[int, ...]) -> Reply:
         all_headers = {"Authorization": self._auth, **(headers or {})}
+        if self.profile_as:
+            self._profiled += 1
+            all_headers["X-Bench-Profile"] = f"{self.profile_as}.{method}.{self._profiled}"
         if body is not None:
             all_headers["Content-Length"] = str(len(body))
         for attempt in (1, 2):

@@ -8,8 +8,6 @@ from dataclasses import dataclass
 
 FIRST_DAY = dt.date(2025, 1, 6)
 SPAN_DAYS = 546  # ~1.5 years
-RECURRING_EVERY = 250  # one event in 250 repeats weekly
-RECURRING_COUNT = 26
 STAMP = "20250101T000000Z"
 TOPICS = ("Compressor service", "Oil change", "Filter swap", "Leak check", "Valve repair",
           "Dryer inspection", "Pressure test", "Belt replacement")
@@ -25,6 +23,7 @@ class Event:
     summary: str
     location: str
     weekly_count: int = 0  # > 0: RRULE FREQ=WEEKLY;COUNT=weekly_count
+    open_ended: bool = False  # RRULE FREQ=WEEKLY without an end
     sequence: int = 0
 
     @property
@@ -35,18 +34,20 @@ class Event:
     def end(self) -> dt.datetime:
         return self.start + dt.timedelta(minutes=self.minutes)
 
-    def occurrences(self) -> list[tuple[dt.datetime, dt.datetime]]:
+    def occurrences(self, until: dt.datetime) -> list[tuple[dt.datetime, dt.datetime]]:
         count = self.weekly_count or 1
+        if self.open_ended:
+            count = max(1, (until - self.start) // dt.timedelta(weeks=1) + 1)
         length = dt.timedelta(minutes=self.minutes)
         return [(self.start + dt.timedelta(weeks=k), self.start + dt.timedelta(weeks=k) + length)
                 for k in range(count)]
 
     def overlaps(self, start: dt.datetime, end: dt.datetime) -> bool:
-        return any(s < end and e > start for s, e in self.occurrences())
+        return any(s < end and e > start for s, e in self.occurrences(end))
 
     def revised(self, sequence: int) -> Event:
         return Event(self.uid, self.start, self.minutes, f"{self.summary} (rev {sequence})",
-                     self.location, self.weekly_count, sequence)
+                     self.location, self.weekly_count, self.open_ended, sequence)
 
     def to_ics(self) -> str:
         lines = [
@@ -63,7 +64,9 @@ class Event:
             "DESCRIPTION:Bring the service kit and the customer's maintenance log.",
             f"SEQUENCE:{self.sequence}",
         ]
-        if self.weekly_count:
+        if self.open_ended:
+            lines.append("RRULE:FREQ=WEEKLY")
+        elif self.weekly_count:
             lines.append(f"RRULE:FREQ=WEEKLY;COUNT={self.weekly_count}")
         lines += ["END:VEVENT", "END:VCALENDAR", ""]
         return "\r\n".join(lines)
@@ -73,23 +76,58 @@ def _utc(moment: dt.datetime) -> str:
     return moment.astimezone(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
-def generate(count: int, *, seed: int = 2025, prefix: str = "bench") -> list[Event]:
-    """`count` events starting between 07:00 and 17:00 UTC on any day of the span."""
+def query_window() -> tuple[dt.datetime, dt.datetime]:
+    """The queried week (Monday to Monday): it holds the same events at every calendar size."""
+    start = dt.datetime(2025, 10, 6, tzinfo=dt.UTC)
+    return start, start + dt.timedelta(weeks=1)
+
+
+def _recurring() -> list[Event]:
+    """A few weekly series: three span the queried week, two end before it, one never ends."""
+    first = dt.datetime(2025, 1, 7, 7, 30, tzinfo=dt.UTC)
+    counts = (52, 52, 52, 10, 10, 0)
+    return [Event(uid=f"bench-weekly-{i}", start=first + dt.timedelta(days=i % 5, hours=i),
+                  minutes=30, summary=f"Weekly briefing {i}", location=PLACES[i % len(PLACES)],
+                  weekly_count=count, open_ended=count == 0)
+            for i, count in enumerate(counts)]
+
+
+def _probe_week() -> list[Event]:
+    """Four jobs a day, Monday to Friday, in the queried week."""
+    monday = query_window()[0]
+    return [Event(uid=f"bench-week-{day}{slot}",
+                  start=monday + dt.timedelta(days=day, hours=hour),
+                  minutes=60, summary=f"{TOPICS[(day + slot) % len(TOPICS)]} (week)",
+                  location=PLACES[slot])
+            for day in range(5) for slot, hour in enumerate((8, 10, 13, 15))]
+
+
+def generate(count: int, *, seed: int = 2025) -> list[Event]:
+    """`count` events: fixed recurring series, a fixed queried week, the rest at random.
+
+    The random ones start between 07:00 and 17:00 UTC on any day of the span
+    except the queried week, so a 1-week query returns the same events at every size.
+    """
     rng = random.Random(seed)
-    events = []
-    for index in range(count):
+    fixed = _recurring() + _probe_week()
+    week_start, week_end = query_window()
+    events = list(fixed)
+    index = 0
+    while len(events) < count:
         day = FIRST_DAY + dt.timedelta(days=rng.randrange(SPAN_DAYS))
         start = dt.datetime(day.year, day.month, day.day, rng.randrange(7, 17),
                             rng.choice((0, 15, 30, 45)), tzinfo=dt.UTC)
+        index += 1
+        if week_start - dt.timedelta(days=1) <= start < week_end:
+            continue
         events.append(Event(
-            uid=f"{prefix}-{index:06d}",
+            uid=f"bench-{index:06d}",
             start=start,
             minutes=rng.choice((45, 60, 60, 60, 90)),
             summary=f"{rng.choice(TOPICS)} #{index}",
             location=rng.choice(PLACES),
-            weekly_count=RECURRING_COUNT if index % RECURRING_EVERY == 0 else 0,
         ))
-    return events
+    return events[:count]
 
 
 def new_event(index: int) -> Event:
@@ -97,12 +135,6 @@ def new_event(index: int) -> Event:
     start = dt.datetime(2027, 1, 4, 8, 0, tzinfo=dt.UTC) + dt.timedelta(hours=index)
     return Event(uid=f"bench-new-{index:06d}", start=start, minutes=60,
                  summary=f"Emergency call #{index}", location=PLACES[0])
-
-
-def query_window() -> tuple[dt.datetime, dt.datetime]:
-    """One week in the middle of the data (Monday to Monday)."""
-    start = dt.datetime(2025, 10, 6, tzinfo=dt.UTC)
-    return start, start + dt.timedelta(weeks=1)
 
 
 def expected_in_window(events: list[Event]) -> int:

@@ -17,7 +17,7 @@ from bench import report
 from bench.caldav_bench import Operations, Plan, Timing, measure
 from bench.client import BenchError, Client, Reply
 from bench.events import expected_in_window, generate
-from bench.profile_run import profile_propfind
+from bench.profile_run import profile_operations
 from bench.servers import GunicornSettings, Server, free_port, start, stop_all
 from bench.sides import Side, fieldcal_side, scratch_postgres, stock_side
 
@@ -57,7 +57,7 @@ def parse(argv: list[str]) -> Options:
     parser.add_argument("--postgres", nargs="?", const=DEFAULT_POSTGRES, metavar="SERVER_URL",
                         help=f"fieldcal on a scratch PostgreSQL database (default server "
                              f"{DEFAULT_POSTGRES}) instead of SQLite")
-    parser.add_argument("--no-profile", action="store_true", help="skip the PROPFIND profile")
+    parser.add_argument("--no-profile", action="store_true", help="skip the profiles")
     parser.add_argument("--stock-only", action="store_true", help="stock Radicale alone")
     parser.add_argument("--log-level", default="warning",
                         help="stock Radicale's [logging] level (default warning, as fieldcal's "
@@ -147,8 +147,8 @@ def run_size(size: int, options: Options) -> tuple[report.RunResult, str]:
             client.close()
         stop_all(servers)
         if options.profile and size == max(options.sizes):
-            print("   profiling PROPFIND depth 1", flush=True)
-            profile_text = profile_propfind(sides, options.gunicorn, work, REPO)
+            print("   profiling", flush=True)
+            profile_text = profile_operations(sides, events, options.gunicorn, work, REPO)
     result = report.RunResult(size, timings, {s.name: s.seed_s for s in sides}, peak)
     (work / "timings.json").write_text(json.dumps([asdict(t) for t in timings], indent=1))
     return result, profile_text

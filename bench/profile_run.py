@@ -1,23 +1,60 @@
-"""Profile PROPFIND depth 1 inside a one-worker gunicorn of each side and summarise it."""
+"""Profile the operations inside a one-worker gunicorn and summarise where the time goes."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
-from bench.caldav_bench import CALENDAR_PATH, PROPFIND_BODY, XML
-from bench.client import Client
-from bench.profiling import breakdown, top_functions
+from bench.caldav_bench import Operations
+from bench.client import Client, Reply
+from bench.events import Event
+from bench.profiling import summarise, top_functions
 from bench.servers import GunicornSettings, free_port, start
 from bench.sides import Side
 
 WARMUPS = 2
 PROFILED = 3
-TOP = 15
+TOP = 12
 
 
-def profile_propfind(sides: Sequence[Side], settings: GunicornSettings, work: Path,
-                     repo: Path) -> str:
+@dataclass(frozen=True)
+class Profiled:
+    name: str
+    method: str  # the timed request's method (a sync step also PUTs, untimed)
+    step: Callable[[Operations], Callable[[], tuple[Reply, int]]]
+    sides: tuple[str, ...]
+
+
+PROFILED_OPERATIONS = (
+    Profiled("PROPFIND depth 1", "PROPFIND", lambda ops: ops.propfind, ("stock", "fieldcal")),
+    Profiled("GET whole calendar", "GET", lambda ops: ops.get_all, ("fieldcal",)),
+    Profiled("calendar-query (1 week)", "REPORT", lambda ops: ops.calendar_query, ("fieldcal",)),
+    Profiled("PUT one event", "PUT", lambda ops: ops.put_new, ("fieldcal",)),
+    Profiled("sync-collection (1 change)", "REPORT", lambda ops: ops.sync_after_change,
+             ("fieldcal",)),
+)
+
+
+def _section(title: str, files: list[Path], plain_ms: float, repo: Path) -> str:
+    total_ms, owners, keys, stats = summarise(files, repo)
+    lines = [f"### {title}: unprofiled {plain_ms:,.1f} ms; under cProfile {total_ms:,.1f} ms "
+             f"(mean of {len(files)} profiled requests)", "",
+             "own time by owner (stdlib/builtins charged to their caller), ms per request:", ""]
+    lines += [f"    {share.ms:9.1f}  {share.label}" for share in owners if share.ms >= 0.05]
+    if keys:
+        lines += ["", "inclusive time of Radicale's steps, ms per request:", ""]
+        lines += [f"    {share.ms:9.1f}  {share.label}" for share in keys]
+    lines += ["", "top functions by own time (ms per request, calls per request):", ""]
+    lines += ["    " + line for line in top_functions(stats, len(files), TOP, "tottime", repo)]
+    lines += ["", "top functions by cumulative time:", ""]
+    lines += ["    " + line for line in top_functions(stats, len(files), TOP, "cumtime", repo)]
+    return "\n".join(lines)
+
+
+def profile_operations(sides: Sequence[Side], events: list[Event], settings: GunicornSettings,
+                       work: Path, repo: Path) -> str:
+    """Profile every operation of PROFILED_OPERATIONS on the sides it names."""
     sections = []
     for side in sides:
         directory = work / "profile" / side.name
@@ -28,30 +65,24 @@ def profile_propfind(sides: Sequence[Side], settings: GunicornSettings, work: Pa
                        work / f"{side.name}-profile.log", port=port, cwd=repo,
                        ready_path=f"{side.prefix}/", workers=1)
         client = Client(side.name, port, "tech", side.password, side.prefix)
+        ops = Operations(client, events)
+        ops.created = 1000  # new events of their own, after those of the timed run
         try:
-            plain_ms = []
-            for index in range(WARMUPS + PROFILED):
-                headers = {**XML, "Depth": "1"}
-                if index >= WARMUPS:
-                    headers["X-Bench-Profile"] = f"propfind-{index - WARMUPS}"
-                reply = client.request("PROPFIND", CALENDAR_PATH, PROPFIND_BODY, headers,
-                                       expect=(207,))
-                if index < WARMUPS:
-                    plain_ms.append(reply.ms)
+            for op in PROFILED_OPERATIONS:
+                if side.name not in op.sides:
+                    continue
+                step = op.step(ops)
+                plain = [step()[0].ms for _ in range(WARMUPS)]
+                slug = op.method.lower() + "-" + str(PROFILED_OPERATIONS.index(op))
+                client.profile_as = slug
+                for _ in range(PROFILED):
+                    step()
+                client.profile_as = ""
+                files = sorted(directory.glob(f"{slug}.{op.method}.*.pstats"))
+                sections.append(_section(f"{side.name}: {op.name}", files, min(plain), repo))
         finally:
             client.close()
             server.stop()
-        files = sorted(directory.glob("propfind-*.pstats"))
-        total_ms, shares, stats = breakdown(files, repo)
-        lines = [f"### {side.name}: PROPFIND depth 1, {len(files)} profiled requests "
-                 f"(unprofiled {min(plain_ms):,.0f} ms; under cProfile {total_ms:,.0f} ms "
-                 "per request)", "", "where the time goes (ms per request, under cProfile):", ""]
-        lines += [f"    {share.ms:9.1f}  {share.label}" for share in shares]
-        lines += ["", "top functions by own time (ms per request, calls):", ""]
-        lines += ["    " + line for line in top_functions(stats, len(files), TOP, "tottime", repo)]
-        lines += ["", "top functions by cumulative time:", ""]
-        lines += ["    " + line for line in top_functions(stats, len(files), TOP, "cumtime", repo)]
-        text = "\n".join(lines)
-        (work / f"profile-{side.name}.txt").write_text(text + "\n", encoding="utf-8")
-        sections.append(text)
-    return "\n\n".join(sections)
+    text = "\n\n".join(sections)
+    (work / "profile.txt").write_text(text + "\n", encoding="utf-8")
+    return text

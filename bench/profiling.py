@@ -53,69 +53,114 @@ class Share:
     ms: float
 
 
-def _is(key: FuncKey, path_part: str, func: str | None = None) -> bool:
-    return path_part in key[0] and (func is None or key[2] == func)
+def _table(stats: pstats.Stats) -> dict[FuncKey, Any]:
+    return stats.stats  # type: ignore[attr-defined, no-any-return]
 
 
 def cumulative(stats: pstats.Stats, path_part: str, func: str) -> float:
     """Seconds spent in a function and everything it called."""
-    table: dict[FuncKey, Any] = stats.stats  # type: ignore[attr-defined]
-    return sum(row[3] for key, row in table.items() if _is(key, path_part, func))
+    return sum(row[3] for key, row in _table(stats).items()
+               if path_part in key[0] and key[2] == func)
 
 
-def entered_from_outside(stats: pstats.Stats, inside: Callable[[FuncKey], bool]) -> float:
-    """Seconds spent in a group of functions (and what they call) when entered from outside it."""
-    table: dict[FuncKey, Any] = stats.stats  # type: ignore[attr-defined]
-    total = 0.0
-    for key, (_cc, _nc, _tt, _ct, callers) in table.items():
-        if not inside(key):
+def _owner(key: FuncKey, repo: Path) -> str | None:
+    """The part of the stack a function belongs to; None for stdlib and builtins."""
+    path, _line, func = key
+    if path.startswith(f"{repo}/plugins/"):
+        return "fieldcal plugins/radicale"
+    if path.startswith(f"{repo}/server/") or path.startswith(f"{repo}/wsgi.py"):
+        return "fieldcal server/ (core, guards)"
+    if "/radicale/storage/" in path:
+        return "Radicale multifilesystem storage"
+    if "/radicale/" in path:
+        return "Radicale (request handling, filters, XML tree)"
+    if "xml/etree" in path:
+        return "ElementTree (XML tree and serialisation)"
+    if "/sqlalchemy/" in path:
+        return "SQLAlchemy"
+    if "sqlite3" in func or "/psycopg" in path:
+        return "database driver (sqlite3/psycopg)"
+    for part, label in (("/icalendar/", "icalendar"), ("/vobject/", "vobject (Radicale's parser)"),
+                        ("/dateutil/", "dateutil"), ("/logging/", "logging"),
+                        ("/werkzeug/", "werkzeug/Flask"), ("/flask/", "werkzeug/Flask"),
+                        ("bench/profiling.py", "harness")):
+        if part in path:
+            return label
+    return None
+
+
+def partition(stats: pstats.Stats, repo: Path) -> dict[str, float]:
+    """Own time of every function, grouped by owner; stdlib/builtin time goes to its callers'."""
+    table = _table(stats)
+    memo: dict[FuncKey, str] = {}
+
+    def owner(key: FuncKey, seen: frozenset[FuncKey]) -> str:
+        if key in memo:
+            return memo[key]
+        found = _owner(key, repo)
+        if found is None:
+            callers = table.get(key, (0, 0, 0, 0, {}))[4]
+            ranked = sorted(callers.items(), key=lambda kv: kv[1][3], reverse=True)
+            found = next((owner(c, seen | {key}) for c, _ in ranked if c not in seen), "other")
+        memo[key] = found
+        return found
+
+    groups: dict[str, float] = {}
+    for key, (_cc, _nc, tottime, _ct, callers) in table.items():
+        if _owner(key, repo) is not None or not callers:
+            label = owner(key, frozenset())
+            groups[label] = groups.get(label, 0.0) + tottime
             continue
-        total += sum(row[3] for caller, row in callers.items() if not inside(caller))
-    return total
+        for caller, row in callers.items():  # split by caller: row[2] is own time via caller
+            label = owner(caller, frozenset({key}))
+            groups[label] = groups.get(label, 0.0) + row[2]
+    return groups
 
 
-def breakdown(files: list[Path], repo: Path) -> tuple[float, list[Share], pstats.Stats]:
-    """Per-request milliseconds: total and the shares worth naming."""
+KEY_FUNCTIONS = (
+    ("radicale/app/propfind.py", "do_PROPFIND", "Radicale do_PROPFIND, all of it"),
+    ("radicale/app/propfind.py", "_collect_allowed_items",
+     "  walking discover() + rights check per item"),
+    ("radicale/app/propfind.py", "xml_propfind", "  building the XML tree (xml_propfind)"),
+    ("radicale/app/report.py", "do_REPORT", "Radicale do_REPORT, all of it"),
+    ("radicale/app/report.py", "xml_report", "  xml_report (filters + response tree)"),
+    ("radicale/app/get.py", "do_GET", "Radicale do_GET, all of it"),
+    ("radicale/app/put.py", "do_PUT", "Radicale do_PUT, all of it"),
+    ("radicale/app/base.py", "_xml_response", "Radicale writes the XML (_xml_response)"),
+)
+
+
+def key_functions(stats: pstats.Stats) -> list[tuple[str, float]]:
+    found = []
+    for path, func, label in KEY_FUNCTIONS:
+        seconds = cumulative(stats, path, func)
+        if seconds > 0:
+            found.append((label, seconds))
+    return found
+
+
+def summarise(files: list[Path], repo: Path) -> tuple[float, list[Share], list[Share],
+                                                       pstats.Stats]:
+    """Per-request ms under cProfile: total, the partition by owner, key inclusive times."""
     stats = pstats.Stats(*(str(f) for f in files))
     runs = len(files)
-    table: dict[FuncKey, Any] = stats.stats  # type: ignore[attr-defined]
-    total = sum(row[2] for row in table.values())
-    plugin = f"{repo}/plugins/radicale/"
-    core = f"{repo}/server/"
-    shares = [
-        ("Radicale do_PROPFIND (all of it)", cumulative(stats, "radicale/app/propfind.py",
-                                                         "do_PROPFIND")),
-        ("  storage discover() (depth 1: the collection + items)",
-         entered_from_outside(stats, lambda k: "discover" in k[2] and "radicale" in k[0])),
-        ("  Radicale iterates discover() and checks rights per item (_collect_allowed_items)",
-         cumulative(stats, "radicale/app/propfind.py", "_collect_allowed_items")),
-        ("    of which rights plugin authorization()",
-         entered_from_outside(stats, lambda k: k[2] == "authorization")),
-        ("  Radicale builds the XML tree, reading item/collection props (xml_propfind)",
-         cumulative(stats, "radicale/app/propfind.py", "xml_propfind")),
-        ("Radicale writes the XML (_xml_response, ElementTree.write)",
-         cumulative(stats, "radicale/app/base.py", "_xml_response")),
-        ("fieldcal plugins (storage/auth/rights, incl. SQL they run)",
-         entered_from_outside(stats, lambda k: plugin in k[0])),
-        ("fieldcal server/ core (incl. SQL it runs)",
-         entered_from_outside(stats, lambda k: core in k[0])),
-        ("SQLAlchemy + driver (from anywhere)",
-         entered_from_outside(stats, lambda k: "/sqlalchemy/" in k[0]
-                              or "sqlite3" in k[2] or "psycopg" in k[0])),
-        ("Radicale logging", entered_from_outside(stats, lambda k: "/logging/" in k[0])),
-    ]
-    return (total * 1000 / runs,
-            [Share(label, seconds * 1000 / runs) for label, seconds in shares], stats)
+    groups = partition(stats, repo)
+    total = sum(groups.values())
+    owners = [Share(label, seconds * 1000 / runs)
+              for label, seconds in sorted(groups.items(), key=lambda kv: -kv[1])]
+    keys = [Share(label, seconds * 1000 / runs) for label, seconds in key_functions(stats)]
+    return total * 1000 / runs, owners, keys, stats
 
 
 def top_functions(stats: pstats.Stats, runs: int, count: int, sort: str, repo: Path) -> list[str]:
     """Lines 'ms-per-request  calls  file:line(function)' for the top functions by `sort`."""
-    table: dict[FuncKey, Any] = stats.stats  # type: ignore[attr-defined]
+    table = _table(stats)
     column = {"tottime": 2, "cumtime": 3}[sort]
     rows = sorted(table.items(), key=lambda item: item[1][column], reverse=True)[:count]
     lines = []
     for (path, line, func), row in rows:
         short = re.sub(r"^.*/site-packages/", "", path)
+        short = re.sub(r"^.*/lib/python3\.\d+/", "", short)
         short = short.removeprefix(f"{repo}/")
         lines.append(f"{row[column] * 1000 / runs:9.1f} ms  {row[1] // runs:>7}  "
                      f"{short}:{line}({func})")
