@@ -172,7 +172,10 @@ def parse_object(text: str) -> ParsedObject:
     if len(uids) != 1 or "" in uids:
         raise InvalidInput("Every component of one calendar object must carry the same UID.")
     main = components[0]
-    start, end = time_bounds(components)
+    try:
+        start, end = time_bounds(components)
+    except ValueError as exc:  # icalendar's broken properties (InvalidCalendar) included
+        raise InvalidInput(f"Malformed iCalendar: {exc}") from exc
     return ParsedObject(
         calendar=calendar,
         uid=uids.pop(),
