@@ -102,7 +102,8 @@ def test_twenty_bookings_from_separate_processes_one_wins(seed: Seed, db: Databa
                      at(30 + i, 10)).job_id
             for i in range(RACERS)
         ]
-    context = multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["live"])  # import once; every racer still opens its own engine
     barrier = context.Manager().Barrier(RACERS)
     with context.Pool(RACERS) as pool:
         pending = [pool.apply_async(book_in_process, (seed.url, job_id, login, start, end, barrier))
