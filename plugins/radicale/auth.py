@@ -20,18 +20,18 @@ MAX_PASSWORD_LENGTH = 256
 class Auth(radicale_auth.BaseAuth):
     def __init__(self, configuration: radicale_config.Configuration) -> None:
         super().__init__(configuration)
-        self._db = state.database_for(configuration)
+        self._db = state.DatabaseHandle(configuration)
 
     def _login(self, login: str, password: str) -> str:
         state.remember(None)
         if not login or not password or len(password) > MAX_PASSWORD_LENGTH:
             return ""
         try:
-            with self._db.read() as session:
+            with self._db().read() as session:
                 found = self._check(session, login, password)
         except OperationalError:
             # SQLite: another process wrote between our read and the last-used update.
-            with self._db.write() as session:
+            with self._db().write() as session:
                 found = self._check(session, login, password)
         state.remember(found)
         return found.login if found is not None else ""

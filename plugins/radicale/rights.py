@@ -19,12 +19,12 @@ TEAM_PREFIX = "team-"
 class Rights(radicale_rights.BaseRights):
     def __init__(self, configuration: radicale_config.Configuration) -> None:
         super().__init__(configuration)
-        self._db = state.database_for(configuration)
+        self._db = state.DatabaseHandle(configuration)
 
     def authorization(self, user: str, user_groups: set[str], path: str) -> str:
         if not user:
             return ""
-        who = state.principal(self._db, user)
+        who = state.principal(self._db(), user)
         if who is None:
             return ""
         sane = path.strip("/")

@@ -56,13 +56,21 @@ _principal: ContextVar[Principal | None] = ContextVar("fieldcal_dav_principal", 
 _notes: ContextVar[RequestNotes | None] = ContextVar("fieldcal_dav_notes", default=None)
 
 
-def database_for(configuration: radicale_config.Configuration) -> Database:
-    """The process's Database: [storage] database_url if wsgi.py set it, else the settings'."""
-    try:
-        url = str(configuration.get("storage", "database_url"))
-    except KeyError:
-        url = load_settings().database_url
-    return get_database(url)
+class DatabaseHandle:
+    """The Database of this process for the configured URL.
+
+    Looked up on each use (server.db.get_database is per process), so a plugin
+    created before gunicorn forks its workers never shares a connection pool.
+    """
+
+    def __init__(self, configuration: radicale_config.Configuration) -> None:
+        try:
+            self.url = str(configuration.get("storage", "database_url"))
+        except KeyError:
+            self.url = load_settings().database_url
+
+    def __call__(self) -> Database:
+        return get_database(self.url)
 
 
 def organizer_for(configuration: radicale_config.Configuration) -> str:

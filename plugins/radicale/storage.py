@@ -41,19 +41,19 @@ class Storage(radicale_storage.BaseStorage):
 
     def __init__(self, configuration: radicale_config.Configuration) -> None:
         super().__init__(configuration)
-        self._db = state.database_for(configuration)
+        self._db = state.DatabaseHandle(configuration)
         self._organizer = state.organizer_for(configuration)
 
     @property
     def database(self) -> Database:
-        return self._db
+        return self._db()
 
     # ------------------------------------------------------------------ transaction
 
     @radicale_types.contextmanager
     def acquire_lock(self, mode: str, user: str = "", *args: object,
                      **kwargs: object) -> Iterator[None]:
-        with state.transaction(self._db, write=mode == "w", user=user):
+        with state.transaction(self._db(), write=mode == "w", user=user):
             yield
 
     def context(self) -> Context:
@@ -61,7 +61,7 @@ class Storage(radicale_storage.BaseStorage):
         txn = state.current()
         if not txn.write:
             raise RuntimeError("a write was attempted under a read lock")
-        return Context(txn.session, state.actor(self._db, txn.user), self._organizer)
+        return Context(txn.session, state.actor(self._db(), txn.user), self._organizer)
 
     # ------------------------------------------------------------------ discovery
 
@@ -179,6 +179,6 @@ class Storage(radicale_storage.BaseStorage):
         calendars.put_item(ctx, to_collection.row, to_href, text)
 
     def verify(self) -> bool:
-        with self._db.read() as session:
+        with self._db().read() as session:
             session.execute(select(Collection.id).limit(1))
         return True
