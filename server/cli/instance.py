@@ -13,15 +13,16 @@ from types import FrameType
 
 import click
 
-from server import demo
+from server import demo, notify
 from server.cli.common import Runtime, json_option, pass_runtime, print_json
 from server.config import CONFIG_FILE_NAME
 from server.migrate import upgrade
 from server.models import utcnow
 from server.serve import ServeOptions, port_free, serve
-from server.worker import Worker
+from server.worker import Stats, Worker, load_handlers
 
 SECRET_KEY_BYTES = 48
+ONCE_MAX_CYCLES = 100
 
 
 def write_secret_key(instance: Path) -> Path:
@@ -98,7 +99,8 @@ def serve_command(runtime: Runtime, host: str, port: int, workers: int, no_worke
 
 
 @click.command("worker")
-@click.option("--once", is_flag=True, help="Deliver what is due now, then exit.")
+@click.option("--once", is_flag=True,
+              help="Deliver what is due now (and the email it composes), then exit.")
 @click.option("--interval", default=1.0, show_default=True, type=click.FloatRange(0.05, 60),
               help="Seconds between polls when idle.")
 @pass_runtime
@@ -106,9 +108,16 @@ def worker_command(runtime: Runtime, once: bool, interval: float) -> None:
     """Deliver queued notifications and platform pushes (the outbox)."""
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s fieldcal-worker[%(process)d] %(levelname)s %(message)s")
-    worker = Worker(runtime.database, poll_interval_s=interval)
+    wiring = notify.setup(runtime.settings, runtime.database)
+    worker = Worker(runtime.database, handlers={**load_handlers(), **wiring.handlers},
+                    poll_interval_s=interval, periodic=wiring.periodic)
     if once:
-        stats = worker.run_once()
+        stats = Stats()
+        for _cycle in range(ONCE_MAX_CYCLES):  # what a delivery queues (email) goes out too
+            cycle = worker.run_once()
+            stats.add(cycle)
+            if cycle.processed == 0:
+                break
         click.echo(f"sent {stats.sent}, retried {stats.retried}, dead-lettered {stats.dead}")
         return
     stop = threading.Event()
