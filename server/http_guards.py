@@ -73,8 +73,7 @@ class BodyLimit:
             if length > self.max_bytes:
                 return self._too_large(start_response)
             return self.app(environ, start_response)
-        chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
-        if chunked or environ.get("wsgi.input_terminated"):
+        if "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
             body = _read_at_most(environ["wsgi.input"], self.max_bytes)
             if len(body) > self.max_bytes:
                 return self._too_large(start_response)
