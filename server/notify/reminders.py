@@ -49,8 +49,6 @@ def parse_offsets(text: str) -> tuple[dt.timedelta, ...]:
 
 def label(offset: dt.timedelta) -> str:
     minutes = int(offset.total_seconds() // 60)
-    if minutes % (24 * 60) == 0:
-        return f"{minutes // (24 * 60)}d"
     if minutes % 60 == 0:
         return f"{minutes // 60}h"
     return f"{minutes}m"
@@ -78,13 +76,13 @@ def due(session: Session, offsets: tuple[dt.timedelta, ...],
     ))
     if not candidates:
         return []
-    told_at = dict(session.execute(
+    told_at: dict[str, dt.datetime] = {entity_id: at for entity_id, at in session.execute(
         select(AuditEntry.entity_id, func.max(AuditEntry.at))
         .where(AuditEntry.entity == "appointment",
                AuditEntry.entity_id.in_([str(a.id) for a in candidates]),
                AuditEntry.action.in_(TOLD_ACTIONS))
         .group_by(AuditEntry.entity_id)
-    ).tuples())
+    )}
     result = []
     for appointment in candidates:
         offset = min(o for o in offsets if appointment.starts_at - now <= o)
