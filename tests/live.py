@@ -374,6 +374,7 @@ class LiveServer:
         self.process = subprocess.Popen(
             [str(GUNICORN), "-w", str(self.workers), "-b", f"127.0.0.1:{self.port}",
              "--timeout", "120", "--graceful-timeout", "5", "--log-level", "info",
+             "--no-control-socket",
              "wsgi:create_wsgi_app()"],
             cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True,
