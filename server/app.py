@@ -12,6 +12,8 @@ from server.config import Settings, load_settings
 from server.db import Database, get_database
 from server.errors import FieldcalError
 from server.links import LinkSigner
+from share.booking import bp as booking_bp
+from share.manage import bp as manage_bp
 from share.routes import bp as share_bp
 
 
@@ -27,6 +29,8 @@ def create_app(test_config: dict[str, Any] | None = None, settings: Settings | N
     app.extensions["fieldcal.feed_cache"] = BodyCache()
     app.register_blueprint(feeds_bp)
     app.register_blueprint(share_bp)
+    app.register_blueprint(booking_bp)
+    app.register_blueprint(manage_bp)
 
     @app.get("/healthz")
     def healthz() -> Any:

@@ -32,8 +32,9 @@ def hit(session: Session, key: str, limit: int, window: dt.timedelta) -> None:
     created = session.execute(
         insert(RateLimitBucket).values(key=key, window_start=now, count=1)
         .on_conflict_do_nothing(index_elements=["key"])
-    ).rowcount
-    if created:
+        .returning(RateLimitBucket.key)  # rowcount is -1 here with psycopg
+    ).scalar_one_or_none()
+    if created is not None:
         return
     bucket = session.get(RateLimitBucket, key, with_for_update=True, populate_existing=True)
     assert bucket is not None

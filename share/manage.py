@@ -1,0 +1,182 @@
+"""The manage page: /m/<token> shows a booked visit; POSTs move or cancel it until the cut-off.
+
+GET never changes anything (mail scanners follow links). Both actions need a
+form token bound to the link's id and version and, when the browser names it, a
+same-site origin. The cut-off is enforced by the domain (PastCutoff).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable
+from zoneinfo import ZoneInfo
+
+from flask import Blueprint, Response, make_response, redirect, render_template, request, url_for
+from sqlalchemy.orm import Session
+
+from server import links
+from server.context import Context
+from server.errors import Conflict, InvalidInput, SlotTaken
+from server.ical import Audience, render_appointment
+from server.models import Appointment, AppointmentStatus, ShareLink, utcnow
+from server.scheduling import booking
+from share import pagekit
+from share.booking import TAKEN, live_link, subscribe_urls
+from share.forms import parse_slot, parse_week
+from share.picker import visit_view, week_of
+
+log = logging.getLogger(__name__)
+bp = Blueprint("manage", __name__)
+bp.after_request(pagekit.protect)
+
+NOTICES = {
+    "moved": "Your visit has been moved. The new time is shown below.",
+    "cancelled": "Your visit is cancelled. Thank you for letting us know.",
+}
+
+
+class _Gone(Exception):
+    """The link stopped working between reading the page and acting on it."""
+
+
+def _cutoff() -> dt.timedelta:
+    return dt.timedelta(hours=pagekit.settings().manage_cutoff_hours)
+
+
+def _resolve(session: Session, token: str) -> tuple[ShareLink, Appointment] | None:
+    try:
+        link = links.resolve(session, pagekit.link_signer(), token, links.Purpose.MANAGE)
+    except links.InvalidLink as exc:
+        log.info("manage page %s refused: %s", links.redact(token), exc.reason)
+        return None
+    if link.subject_kind != links.SubjectKind.APPOINTMENT:
+        return None
+    appointment = session.get(Appointment, link.subject_id)
+    if appointment is None:
+        return None
+    return link, appointment
+
+
+def _page(session: Session, token: str, link: ShareLink, appointment: Appointment, *,
+          status: int = 200, notice: str = "", message: str = "", error: str = "",
+          slot_error: str = "", around: dt.datetime | None = None) -> Response:
+    customer = appointment.job.customer
+    zone = ZoneInfo(customer.timezone)
+    now = utcnow()
+    cutoff_at = appointment.starts_at - _cutoff()
+    cancelled = appointment.status == AppointmentStatus.CANCELLED
+    past_cutoff = now >= cutoff_at
+    service = appointment.service_type
+    week = None
+    if not cancelled and not past_cutoff and service is not None and service.active:
+        week = week_of(session, service, zone, now=now, windows_zone=pagekit.settings().timezone,
+                       requested=parse_week(request.args.get("week", "")),
+                       around=around or appointment.starts_at,
+                       exclude_appointment_id=appointment.id, skip=appointment.starts_at)
+    share = live_link(session, links.Purpose.SHARE, appointment.id)
+    return make_response(render_template(
+        "share/manage.html", token=token, visit=visit_view(appointment, zone), week=week,
+        past=appointment.ends_at <= now, past_cutoff=past_cutoff,
+        cutoff_hours=pagekit.settings().manage_cutoff_hours,
+        cutoff_at=cutoff_at.astimezone(zone).strftime("%A %-d %B %Y, %H:%M"),
+        csrf=pagekit.form_signer().csrf_token("manage", link.id, link.version),
+        subscribe=subscribe_urls(session, share) if share else None,
+        notice=notice, message=message, error=error, slot_error=slot_error,
+        **pagekit.phone_values()), status)
+
+
+@bp.get("/m/<token>")
+def page(token: str) -> Response:
+    with pagekit.database().read() as session:
+        found = _resolve(session, token)
+        if found is None:
+            return pagekit.not_found()
+        return _page(session, token, *found, notice=NOTICES.get(request.args.get("done", ""), ""))
+
+
+@bp.get("/m/<token>/visit.ics")
+def visit_ics(token: str) -> Response:
+    with pagekit.database().read() as session:
+        found = _resolve(session, token)
+        if found is None:
+            return pagekit.not_found()
+        appointment = found[1]
+        text = render_appointment(appointment, Audience.CUSTOMER, pagekit.settings().organizer)
+    return Response(text.encode("utf-8"), 200, {
+        "Content-Type": "text/calendar; charset=utf-8",
+        "Content-Disposition": f'attachment; filename="service-visit-{appointment.id}.ics"',
+    })
+
+
+def _show(token: str, **options: object) -> Response:
+    with pagekit.database().read() as session:
+        found = _resolve(session, token)
+        if found is None:
+            return pagekit.not_found()
+        return _page(session, token, *found, **options)  # type: ignore[arg-type]
+
+
+def _guard(token: str) -> Response | ShareLink:
+    """The live link behind a POST, or the response that refuses it (rate, link, CSRF)."""
+    limited = pagekit.rate_limited("manage")
+    if limited is not None:
+        return limited
+    with pagekit.database().read() as session:
+        found = _resolve(session, token)
+        if found is None:
+            return pagekit.not_found()
+        link = found[0]
+        return pagekit.csrf_refusal("manage", link.id, link.version) or link
+
+
+def _act(token: str, link: ShareLink, action: Callable[[Context, Appointment], object], done: str,
+         around: dt.datetime | None = None) -> Response:
+    try:
+        with pagekit.database().write() as session:
+            current = _resolve(session, token)
+            if current is None or current[0].version != link.version:
+                raise _Gone()
+            appointment = current[1]
+            customer = appointment.job.customer
+            ctx = Context(session, pagekit.customer_actor(customer, customer.email, "manage"),
+                          pagekit.settings().organizer)
+            action(ctx, appointment)
+    except _Gone:
+        return pagekit.not_found()
+    except booking.PastCutoff as exc:
+        return _show(token, status=403, error=exc.message)
+    except SlotTaken:
+        return _show(token, status=409, message=TAKEN, around=around)
+    except (Conflict, InvalidInput) as exc:
+        return _show(token, status=exc.status, error=exc.message)
+    return redirect(url_for(".page", token=token, done=done), 303)  # type: ignore[return-value]
+
+
+@bp.post("/m/<token>/reschedule")
+def reschedule(token: str) -> Response:
+    link = _guard(token)
+    if isinstance(link, Response):
+        return link
+    starts_at = parse_slot(request.form.get("slot", ""))
+    if starts_at is None:
+        return _show(token, status=400, slot_error="Choose the new time for the visit")
+    windows_zone = pagekit.settings().timezone
+
+    def move(ctx: Context, appointment: Appointment) -> object:
+        return booking.customer_reschedule(ctx, appointment, starts_at, cutoff=_cutoff(),
+                                           windows_zone=windows_zone)
+
+    return _act(token, link, move, "moved", around=starts_at)
+
+
+@bp.post("/m/<token>/cancel")
+def cancel(token: str) -> Response:
+    link = _guard(token)
+    if isinstance(link, Response):
+        return link
+
+    def drop(ctx: Context, appointment: Appointment) -> object:
+        return booking.customer_cancel(ctx, appointment, cutoff=_cutoff())
+
+    return _act(token, link, drop, "cancelled")

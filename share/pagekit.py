@@ -1,0 +1,116 @@
+"""What the booking and manage pages share: app handles, headers, rate limits, problem pages."""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+
+from flask import Response, current_app, make_response, render_template, request
+
+from server import links, ratelimit
+from server.actors import Actor
+from server.config import Settings
+from server.db import Database
+from server.models import Customer
+from share.forms import FormSigner, cross_origin
+from share.routes import SECURITY_HEADERS
+
+RATE_WINDOW = dt.timedelta(minutes=1)
+
+
+def settings() -> Settings:
+    return current_app.config["FIELDCAL"]
+
+
+def database() -> Database:
+    return current_app.extensions["fieldcal.db"]
+
+
+def link_signer() -> links.LinkSigner:
+    return current_app.extensions["fieldcal.signer"]
+
+
+def form_signer() -> FormSigner:
+    found = current_app.extensions.get("fieldcal.form_signer")
+    if found is None:
+        found = current_app.extensions["fieldcal.form_signer"] = FormSigner(
+            settings().require_secret_keys())
+    return found
+
+
+def protect(response: Response) -> Response:
+    response.headers.update(SECURITY_HEADERS)
+    return response
+
+
+def client_address() -> str:
+    return request.remote_addr or "unknown"
+
+
+def phone_values() -> dict[str, str]:
+    """The business phone for "please call" lines, and a tel: link for it."""
+    phone = settings().business_phone
+    digits = "".join(c for c in phone if c.isdigit() or c == "+")
+    return {"phone": phone, "phone_href": f"tel:{digits}" if digits else ""}
+
+
+def problem(status: int, title: str, message: str, *, retry_after: int | None = None,
+            start_over: bool = True) -> Response:
+    """A plain page that explains what went wrong and what to do next."""
+    response = make_response(render_template(
+        "share/book_problem.html", title=title, message=message, start_over=start_over,
+        **phone_values()), status)
+    if retry_after is not None:
+        response.headers["Retry-After"] = str(retry_after)
+    return response
+
+
+def rate_limited(scope: str) -> Response | None:
+    """Count this POST against the client's address; a friendly 429 page once over the limit."""
+    try:
+        with database().write() as session:
+            ratelimit.hit(session, f"{scope}:{client_address()}", settings().booking_rate,
+                          RATE_WINDOW)
+    except ratelimit.RateLimited as exc:
+        return problem(429, "Please slow down",
+                       f"We received many requests from your connection in a short time. "
+                       f"Please wait {exc.retry_after} seconds and try again.",
+                       retry_after=exc.retry_after, start_over=False)
+    return None
+
+
+def foreign_origin() -> bool:
+    own = {settings().base_url, request.host_url}
+    return cross_origin(request.headers, own)
+
+
+def request_id() -> str:
+    return request.headers.get("X-Request-Id", "")[:64] or secrets.token_hex(8)
+
+
+def customer_actor(customer: Customer | None, email: str, channel: str) -> Actor:
+    name = email or (customer.email if customer else "") or (
+        f"customer:{customer.id}" if customer else "customer")
+    return Actor(name=name, channel=channel, role="customer", request_id=request_id())
+
+
+def not_found() -> Response:
+    """The same plain 404 as the share pages, whatever was wrong with the link."""
+    return make_response(render_template("share/not_found.html"), 404)
+
+
+def csrf_refusal(*binding: str | int) -> Response | None:
+    """None when the form is genuine: same site (when the browser says) and a matching token."""
+    if foreign_origin():
+        return problem(403, "This form was sent from another site",
+                       "For your safety we did not act on it. Please open your link again.",
+                       start_over=False)
+    token = request.form.get("csrf", "")
+    if not token:
+        return problem(400, "This form is incomplete",
+                       "Please go back, reload the page and try again.", start_over=False)
+    if not form_signer().csrf_matches(token, *binding):
+        return problem(403, "This form has expired",
+                       "The page was open for a long time or has changed since. Please go back, "
+                       "reload the page and try again.", start_over=False)
+    return None
