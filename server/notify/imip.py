@@ -78,9 +78,13 @@ def span(start: dt.datetime, end: dt.datetime, zone: str) -> str:
 
 
 def long_span(start: dt.datetime, end: dt.datetime, zone: str) -> str:
-    """The same with the year and the zone spelled out, for the body."""
-    year = start.astimezone(ZoneInfo(zone)).year
-    return f"{span(start, end, zone)} {year} ({zone})"
+    """'Tuesday 3 March 2026, 08:00 to 12:00 (Europe/Berlin)', for the body."""
+    tz = ZoneInfo(zone)
+    local_start, local_end = start.astimezone(tz), end.astimezone(tz)
+    day = f"{local_start:%A} {local_start.day} {local_start:%B %Y}"
+    if local_start.date() == local_end.date():
+        return f"{day}, {local_start:%H:%M}–{local_end:%H:%M} ({zone})"
+    return f"{day}, {local_start:%H:%M} – {_day(local_end)}, {local_end:%H:%M} ({zone})"
 
 
 def arrival(appointment: Appointment) -> tuple[dt.datetime, dt.datetime]:
@@ -248,7 +252,9 @@ def render_html(notice: Notice) -> str:
     link = ""
     if notice.link is not None:
         label, url = notice.link
-        link = (f'<p><a href="{esc(url)}" style="font-weight:bold">{esc(label)}</a></p>'
+        link = (f'<p><a href="{esc(url)}" style="display:inline-block;padding:10px 16px;'
+                f'background:#1f6feb;color:#ffffff;border-radius:6px;text-decoration:none;'
+                f'font-weight:bold">{esc(label)}</a></p>'
                 f'<p style="font-size:small;color:#555">If the button does not work, copy this '
                 f'address into your browser: {esc(url)}</p>')
     closing = "".join(f"<p>{esc(line)}</p>" for line in notice.closing)
