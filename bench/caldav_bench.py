@@ -138,15 +138,19 @@ class Operations:
         return reply, count
 
 
-def measure(name: str, step: Callable[[], tuple[Reply, int]], server: str, plan: Plan) -> Timing:
-    """Warm up, then time `plan.repeats` calls; every call must give the same item count."""
-    timing = Timing(name, server)
+def measure(name: str, steps: dict[str, Callable[[], tuple[Reply, int]]],
+            plan: Plan) -> list[Timing]:
+    """Warm up, then time `plan.repeats` rounds; each round calls every server once, in turn,
+    so that background load falls on all of them alike. Item counts must not change."""
+    timings = {server: Timing(name, server) for server in steps}
     for index in range(plan.warmups + plan.repeats):
-        reply, items = step()
-        if index < plan.warmups:
-            continue
-        timing.samples_ms.append(reply.ms)
-        if timing.items not in (-1, items):
-            raise BenchError(f"{name} on {server}: {items} items, before {timing.items}")
-        timing.items = items
-    return timing
+        for server, step in steps.items():
+            reply, items = step()
+            if index < plan.warmups:
+                continue
+            timing = timings[server]
+            timing.samples_ms.append(reply.ms)
+            if timing.items not in (-1, items):
+                raise BenchError(f"{name} on {server}: {items} items, before {timing.items}")
+            timing.items = items
+    return list(timings.values())

@@ -16,24 +16,27 @@ from pathlib import Path
 from bench import report
 from bench.caldav_bench import Operations, Plan, Timing, measure
 from bench.client import BenchError, Client, Reply
-from bench.events import expected_in_window, generate
+from bench.events import Event, expected_in_window, generate
 from bench.profile_run import profile_operations
-from bench.servers import GunicornSettings, Server, free_port, start, stop_all
-from bench.sides import Side, fieldcal_side, scratch_postgres, stock_side
+from bench.servers import GunicornSettings, Server, start, stop_all
+from bench.sides import Side, fieldcal_side, floor_side, scratch_postgres, stock_side
 
 REPO = Path(__file__).resolve().parent.parent
 WORK = REPO / "bench" / ".work"
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
 Step = Callable[[], tuple[Reply, int]]
+FIRST_SYNC = "first sync, empty token (cold, 1 run)"
+PROPFIND = "PROPFIND depth 1"
+FLOOR = "floor"
 
 OPERATIONS: list[tuple[str, Callable[[Operations], Step]]] = [
     ("PUT one event", lambda ops: ops.put_new),
     ("calendar-query (1 week)", lambda ops: ops.calendar_query),
     ("sync-collection (1 change)", lambda ops: ops.sync_after_change),
-    ("PROPFIND depth 1", lambda ops: ops.propfind),
+    (PROPFIND, lambda ops: ops.propfind),
     ("GET whole calendar", lambda ops: ops.get_all),
 ]
-FIRST_SYNC = "first sync, empty token (cold, 1 run)"
+
 
 
 @dataclass(frozen=True)
@@ -77,33 +80,55 @@ def parse(argv: list[str]) -> Options:
     )
 
 
-def _serve(side: Side, options: Options, work: Path, port: int) -> Server:
+def _serve(side: Side, options: Options, work: Path) -> Server:
     return start(side.name, side.app, side.env, options.gunicorn, work / f"{side.name}.log",
-                 port=port, cwd=REPO, ready_path=f"{side.prefix}/")
+                 port=side.port, cwd=REPO, ready_path=f"{side.prefix}/")
 
 
-def _check(timings: list[Timing], expected: dict[str, int], names: list[str]) -> None:
-    """Every server must give the expected number of items (same as each other)."""
+def _check(timings: list[Timing], expected: dict[str, int], size: int) -> None:
+    """Every server must give the expected number of items; the read-only floor has no PUTs."""
     for timing in timings:
-        want = expected.get(timing.operation)
+        want = size + 1 if timing.server == FLOOR else expected.get(timing.operation)
         if want is not None and timing.items != want:
             raise BenchError(f"{timing.server}: {timing.operation} gave {timing.items} items, "
                              f"expected {want}")
-    for operation in {t.operation for t in timings}:
-        counts = {t.server: t.items for t in timings if t.operation == operation}
-        if len(set(counts.values())) > 1 and set(counts) == set(names):
-            raise BenchError(f"{operation}: servers disagree on the item count: {counts}")
+
+
+def _time_operations(sides: list[Side], servers: list[Server], events: list[Event],
+                     plan: Plan) -> tuple[list[Timing], int]:
+    """Every operation on every server in turn; returns the timings and the events created."""
+    ops = [Operations(Client(side.name, server.port, "tech", side.password, side.prefix), events)
+           for side, server in zip(sides, servers, strict=True)]
+    timings: list[Timing] = []
+    try:
+        for op in ops:
+            if op.client.name == FLOOR:
+                continue
+            reply, items = op.initial_sync()
+            timings.append(Timing(FIRST_SYNC, op.client.name, [reply.ms], items))
+            print(f"   {op.client.name:>8}  {FIRST_SYNC:<38} {reply.ms:10.2f} ms", flush=True)
+        for name, pick in OPERATIONS:
+            steps = {op.client.name: pick(op) for op in ops
+                     if op.client.name != FLOOR or name == PROPFIND}
+            for timing in measure(name, steps, plan):
+                timings.append(timing)
+                print(f"   {timing.server:>8}  {name:<38} {timing.median_ms:10.2f} ms",
+                      flush=True)
+    finally:
+        for op in ops:
+            op.client.close()
+    return timings, ops[0].created
 
 
 def run_size(size: int, options: Options) -> tuple[report.RunResult, str]:
     work = WORK / f"n{size}"
     shutil.rmtree(work, ignore_errors=True)
-    (work / "stock").mkdir(parents=True)
-    (work / "fieldcal").mkdir()
+    for name in ("stock", "fieldcal", FLOOR):
+        (work / name).mkdir(parents=True)
     events = generate(size)
     print(f"\n== {size:,} events: seeding", flush=True)
-    sides = [stock_side(work / "stock", events, options.log_level)]
-    ports = {"stock": free_port(), "fieldcal": free_port()}
+    stock = stock_side(work / "stock", events, options.log_level)
+    sides = [stock]
     profile_text = ""
     with ExitStack() as stack:
         if not options.stock_only:
@@ -112,39 +137,24 @@ def run_size(size: int, options: Options) -> tuple[report.RunResult, str]:
                                                            f"fieldcal_bench_{size}"))
             else:
                 url = f"sqlite:///{work / 'fieldcal' / 'fieldcal.sqlite3'}"
-            sides.append(fieldcal_side(work / "fieldcal", events, url, ports["fieldcal"]))
+            sides.append(fieldcal_side(work / "fieldcal", events, url))
+            sides.append(floor_side(stock, work / FLOOR, size, options.log_level))
         for side in sides:
             print(f"   {side.name}: seeded in {side.seed_s:.1f} s", flush=True)
         servers: list[Server] = []
         stack.callback(stop_all, servers)
         for side in sides:
-            servers.append(_serve(side, options, work, ports[side.name]))
-        clients = [Client(s.name, srv.port, "tech", s.password, s.prefix)
-                   for s, srv in zip(sides, servers, strict=True)]
-        ops = [Operations(client, events) for client in clients]
-        timings: list[Timing] = []
-        for op in ops:
-            reply, items = op.initial_sync()
-            timings.append(Timing(FIRST_SYNC, op.client.name, [reply.ms], items))
-            print(f"   {op.client.name}: first sync (cold) {reply.ms:,.0f} ms", flush=True)
-        for name, pick in OPERATIONS:
-            for op in ops:
-                timing = measure(name, pick(op), op.client.name, options.plan)
-                timings.append(timing)
-                print(f"   {op.client.name:>8}  {name:<28} {timing.median_ms:10.2f} ms",
-                      flush=True)
-        created = ops[0].created
+            servers.append(_serve(side, options, work))
+        timings, created = _time_operations(sides, servers, events, options.plan)
         _check(timings, {
             FIRST_SYNC: size,
             "calendar-query (1 week)": expected_in_window(events),
             "sync-collection (1 change)": 1,
             "PUT one event": 1,
-            "PROPFIND depth 1": size + 1 + created,
+            PROPFIND: size + 1 + created,
             "GET whole calendar": size + created,
-        }, [s.name for s in sides])
+        }, size)
         peak = {srv.name: max(srv.peak_rss_kib().values()) for srv in servers}
-        for client in clients:
-            client.close()
         stop_all(servers)
         if options.profile and size == max(options.sizes):
             print("   profiling", flush=True)

@@ -27,7 +27,8 @@ class Profiled:
 
 
 PROFILED_OPERATIONS = (
-    Profiled("PROPFIND depth 1", "PROPFIND", lambda ops: ops.propfind, ("stock", "fieldcal")),
+    Profiled("PROPFIND depth 1", "PROPFIND", lambda ops: ops.propfind,
+             ("stock", "fieldcal", "floor")),
     Profiled("GET whole calendar", "GET", lambda ops: ops.get_all, ("fieldcal",)),
     Profiled("calendar-query (1 week)", "REPORT", lambda ops: ops.calendar_query, ("fieldcal",)),
     Profiled("PUT one event", "PUT", lambda ops: ops.put_new, ("fieldcal",)),

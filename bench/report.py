@@ -12,6 +12,8 @@ from bench.servers import GunicornSettings
 
 STOCK = "stock"
 FIELDCAL = "fieldcal"
+FLOOR = "floor"
+FLOOR_OPERATION = "PROPFIND depth 1"
 FAST_TARGET = 50.0
 SCALE_TARGET = 1.5
 FAST_OPERATIONS = ("PUT one event", "calendar-query (1 week)", "sync-collection (1 change)",
@@ -59,7 +61,16 @@ def side_by_side(result: RunResult) -> str:
         rows.append([operation, _ms(stock.median_ms), _ms(ours.median_ms),
                      f"{stock.median_ms / ours.median_ms:,.1f}×", f"{ours.items:,}"])
     header = ["operation", "stock Radicale ms", "fieldcal ms", "stock / fieldcal", "items"]
-    return f"**{result.events:,} events** (median ms)\n\n" + table(rows, header)
+    text = f"**{result.events:,} events** (median ms)\n\n" + table(rows, header)
+    try:
+        floor = result.get(FLOOR_OPERATION, FLOOR).median_ms
+    except KeyError:
+        return text
+    ours = result.get(FLOOR_OPERATION, FIELDCAL).median_ms
+    return text + (
+        f"\n\nPROPFIND depth 1 on Radicale over a zero-cost in-memory storage (bench/floor.py, "
+        f"the floor for any storage plugin): {_ms(floor)} ms; fieldcal is {_ms(ours - floor)} ms "
+        f"({(ours - floor) / floor:+.0%}) above it.")
 
 
 def scaling(small: RunResult, large: RunResult) -> str:

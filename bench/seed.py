@@ -27,12 +27,13 @@ class Seeded:
     seconds: float
 
 
-def radicale_config(root: Path, htpasswd: Path, log_level: str) -> str:
+def radicale_config(root: Path, htpasswd: Path, log_level: str,
+                    storage: str = "multifilesystem") -> str:
     return (
         "[auth]\ntype = htpasswd\n"
         f"htpasswd_filename = {htpasswd}\nhtpasswd_encryption = plain\n\n"
         "[rights]\ntype = owner_only\n\n"
-        f"[storage]\ntype = multifilesystem\nfilesystem_folder = {root}\n\n"
+        f"[storage]\ntype = {storage}\nfilesystem_folder = {root}\n\n"
         f"[logging]\nlevel = {log_level}\n"
     )
 

@@ -13,7 +13,7 @@ from sqlalchemy.engine import make_url
 
 from bench import seed
 from bench.events import Event
-from bench.servers import HOST
+from bench.servers import HOST, free_port
 from server.db import normalise_url
 
 
@@ -26,15 +26,27 @@ class Side:
     prefix: str
     password: str
     seed_s: float
+    port: int
 
 
 def stock_side(work: Path, events: list[Event], log_level: str) -> Side:
     config, seeded = seed.seed_radicale(work, events, log_level)
     return Side("stock", "radicale:application", "bench.profiling:radicale_app()",
-                {"RADICALE_CONFIG": str(config)}, "", seeded.password, seeded.seconds)
+                {"RADICALE_CONFIG": str(config)}, "", seeded.password, seeded.seconds, free_port())
 
 
-def fieldcal_side(work: Path, events: list[Event], database_url: str, port: int) -> Side:
+def floor_side(stock: Side, work: Path, size: int, log_level: str) -> Side:
+    """Radicale on bench.floor's zero-cost memory storage, with stock's users file."""
+    config = work / "radicale.config"
+    config.write_text(seed.radicale_config(work, Path(stock.env["RADICALE_CONFIG"]).with_name(
+        "users"), log_level, storage="bench.floor"), encoding="utf-8")
+    return Side("floor", "radicale:application", "bench.profiling:radicale_app()",
+                {"RADICALE_CONFIG": str(config), "BENCH_FLOOR_EVENTS": str(size)}, "",
+                stock.password, 0.0, free_port())
+
+
+def fieldcal_side(work: Path, events: list[Event], database_url: str) -> Side:
+    port = free_port()
     seeded = seed.seed_fieldcal(database_url, events)
     env = {
         "FIELDCAL_INSTANCE": str(work),
@@ -43,7 +55,7 @@ def fieldcal_side(work: Path, events: list[Event], database_url: str, port: int)
         "FIELDCAL_BASE_URL": f"http://{HOST}:{port}",
     }
     return Side("fieldcal", "wsgi:create_wsgi_app()", "bench.profiling:fieldcal_app()",
-                env, "/dav", seeded.password, seeded.seconds)
+                env, "/dav", seeded.password, seeded.seconds, port)
 
 
 @contextmanager
