@@ -352,3 +352,27 @@ def test_fieldcal_worker_once_sends_over_smtp(database: Database, tmp_path: Path
             token = manage_token(parts.html)
             links.resolve(session, links.LinkSigner((SECRET,)), token, links.Purpose.MANAGE)
         assert invite.sequence == 0
+
+
+def test_reassigned_then_cancelled_before_the_worker_runs(database: Database, tmp_path: Path) -> None:
+    """Late rows render the visit as it is now: each technician gets one CANCEL naming them."""
+    with smtp_server() as smtp:
+        post = post_office(database, settings_for(database.url, tmp_path, smtp.url))
+        with domain(database) as ctx:
+            first, second = add_technician(ctx, "Fay"), add_technician(ctx, "Gus")
+            customer = add_customer(ctx, "Changing Plans")
+            visit = book(ctx, customer, first, VISIT + dt.timedelta(days=90))
+            visit_id = visit.id
+            addresses = (first.email, second.email, customer.email)
+        post.drain()
+        with domain(database) as ctx:
+            appointment = appointments.get_appointment(ctx.session, visit_id)
+            appointments.reassign(ctx, appointment, second)
+            appointments.cancel(ctx, appointment)
+        post.drain()
+        final_sequence = load(database, visit_id).sequence
+        for address in addresses:
+            cancel, _ = imip(smtp.inbox.to(address)[-1], "CANCEL")
+            assert (cancel.status, cancel.sequence) == ("CANCELLED", final_sequence)
+            assert cancel.attendees == [f"mailto:{address}"]
+        assert [len(smtp.inbox.to(a)) for a in addresses] == [2, 1, 2]

@@ -231,8 +231,7 @@ class Notifier:
         if technician is None or not technician.email:
             return None
         notice = imip.technician_notice(appointment, technician, mail.change)
-        event = imip.technician_event(appointment, technician, organizer,
-                                      uninvite=mail.change == "removed")
+        event = imip.technician_event(appointment, technician, organizer)
         return Draft(technician.email, technician.name, notice,
                      imip.calendar_text(event, mail.method), mail.method)
 

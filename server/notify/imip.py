@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 import icalendar
 
 from server.ical import PRODID, Audience, appointment_event
-from server.models import Appointment, Customer, User
+from server.models import Appointment, AppointmentStatus, Customer, User
 from server.text import clean_text, one_line
 
 ATTACHMENT_NAME = "invite.ics"
@@ -124,15 +124,16 @@ def customer_event(appointment: Appointment, organizer: str, manage_url: str | N
     return event
 
 
-def technician_event(appointment: Appointment, technician: User, organizer: str, *,
-                     uninvite: bool) -> icalendar.Event:
-    """The technician's view. `uninvite`: the visit lives on without them (RFC 5546 §3.2.5:
-    the CANCEL names them as ATTENDEE and carries no STATUS)."""
+def technician_event(appointment: Appointment, technician: User, organizer: str) -> icalendar.Event:
+    """The technician's view. Sent to a technician the visit no longer belongs to, it names
+    them as the ATTENDEE; if the visit goes on without them it carries no STATUS (RFC 5546
+    3.2.5: a CANCEL that uninvites attendees, not one that cancels the event)."""
     event = appointment_event(appointment, Audience.TECHNICIAN, organizer)
     _organizer(event, organizer)
-    if uninvite:
+    if appointment.technician_id != technician.id:
         event.pop("attendee", None)
-        event.pop("status", None)
+        if appointment.status != AppointmentStatus.CANCELLED:
+            event.pop("status", None)
         event.add("attendee", f"mailto:{technician.email}", parameters={
             "CN": one_line(technician.name), "ROLE": "REQ-PARTICIPANT", "CUTYPE": "INDIVIDUAL"})
     return event
