@@ -60,24 +60,33 @@ def _offer(slot: Slot, zone: ZoneInfo) -> Offer:
                  f"{_hhmm(slot.starts_at, zone)}–{_hhmm(slot.ends_at, zone)}", False)
 
 
+def _week_slots(session: Session, service_type: ServiceType, zone: ZoneInfo, monday: dt.date, *,
+                now: dt.datetime, windows_zone: str, exclude_appointment_id: int | None) -> list[Slot]:
+    start = dt.datetime.combine(monday, dt.time(), zone).astimezone(dt.UTC)
+    end = dt.datetime.combine(monday + dt.timedelta(days=7), dt.time(), zone).astimezone(dt.UTC)
+    return free_slots(session, service_type, start=start, end=end, now=now,
+                      windows_zone=windows_zone, exclude_appointment_id=exclude_appointment_id)
+
+
 def week_of(session: Session, service_type: ServiceType, zone: ZoneInfo, *, now: dt.datetime,
             windows_zone: str, requested: dt.date | None = None, around: dt.datetime | None = None,
             exclude_appointment_id: int | None = None, skip: dt.datetime | None = None) -> Week:
     """One week of free slots: the requested week, the week `around` a time, or the first with any."""
     horizon_end = now + dt.timedelta(days=service_type.horizon_days)
-    slots = free_slots(session, service_type, start=now, end=horizon_end, now=now,
-                       windows_zone=windows_zone, exclude_appointment_id=exclude_appointment_id)
     first = _monday(now.astimezone(zone).date())
     last = _monday(horizon_end.astimezone(zone).date())
-    if requested is not None:
-        monday = _monday(requested)
-    elif around is not None:
-        monday = _monday(around.astimezone(zone).date())
-    elif slots:
-        monday = _monday(slots[0].starts_at.astimezone(zone).date())
+    wanted = requested or (around.astimezone(zone).date() if around is not None else None)
+    if wanted is not None:
+        candidates = [min(max(_monday(wanted), first), last)]
     else:
-        monday = first
-    monday = min(max(monday, first), last)
+        candidates = [first + dt.timedelta(days=7 * i) for i in range((last - first).days // 7 + 1)]
+    monday, slots = candidates[0], []
+    for candidate in candidates:
+        slots = _week_slots(session, service_type, zone, candidate, now=now, windows_zone=windows_zone,
+                            exclude_appointment_id=exclude_appointment_id)
+        if slots:
+            monday = candidate
+            break
     by_day: dict[dt.date, list[Offer]] = {}
     for slot in slots:
         if skip is not None and slot.starts_at == skip:
