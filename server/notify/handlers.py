@@ -125,7 +125,7 @@ def plan(appointment: Appointment, payload: dict[str, Any]) -> list[Mail]:
         if login == current:
             change = "assigned" if login != was else ("moved" if moved else "updated")
             mails.append(Mail(login, Method.REQUEST, change))
-        elif login != current:
+        else:
             mails.append(Mail(login, Method.CANCEL, "cancelled" if cancelled else "removed"))
     return mails
 
