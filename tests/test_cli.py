@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -11,6 +12,7 @@ import socket
 import stat
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -316,14 +318,18 @@ def test_serve_starts_web_and_worker_and_stops_on_sigterm(tmp_path: Path) -> Non
     process = subprocess.Popen(
         [str(BIN / "fieldcal"), "serve", "--port", str(port), "--workers", "2"],
         env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True,  # so that cleanup can reach the children too
     )
-    output = ""
+    lines: list[str] = []
+    assert process.stdout is not None
+    reader = threading.Thread(target=lambda: lines.extend(process.stdout), daemon=True)
+    reader.start()
     try:
         assert wait_for(f"http://127.0.0.1:{port}/healthz", 60) == 200
         deadline = time.monotonic() + 20
-        assert process.stdout is not None
-        while "Press Ctrl-C" not in output and time.monotonic() < deadline:
-            output += process.stdout.readline()
+        while not any("Press Ctrl-C" in line for line in lines) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        output = "".join(lines)
         assert f"http://127.0.0.1:{port}/dav/" in output
         worker_pid = int(re.search(r"outbox worker pid (\d+)", output)[1])  # type: ignore[index]
         assert pid_alive(worker_pid)
@@ -333,8 +339,7 @@ def test_serve_starts_web_and_worker_and_stops_on_sigterm(tmp_path: Path) -> Non
         with pytest.raises(OSError):
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        if process.stdout is not None:
-            process.stdout.close()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)  # leftovers only; normally all are gone
+        process.wait()
+        reader.join(timeout=5)
