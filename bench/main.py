@@ -38,7 +38,6 @@ OPERATIONS: list[tuple[str, Callable[[Operations], Step]]] = [
 ]
 
 
-
 @dataclass(frozen=True)
 class Options:
     sizes: list[int]
