@@ -92,11 +92,12 @@ def week_of(session: Session, service_type: ServiceType, zone: ZoneInfo, *, now:
         if skip is not None and slot.starts_at == skip:
             continue  # the visit's own time: nothing to move to
         by_day.setdefault(slot.starts_at.astimezone(zone).date(), []).append(_offer(slot, zone))
+    today = now.astimezone(zone).date()
     days = [monday + dt.timedelta(days=i) for i in range(7)]
     return Week(
         monday=monday,
         title=f"{days[0]:%-d %B} – {days[-1]:%-d %B %Y}",
-        days=[Day(d, d.strftime(DAY_FORMAT), by_day.get(d, [])) for d in days],
+        days=[Day(d, d.strftime(DAY_FORMAT), by_day.get(d, [])) for d in days if d >= today],
         previous=monday - dt.timedelta(days=7) if monday > first else None,
         next=monday + dt.timedelta(days=7) if monday < last else None,
         zone_label=zone.key.replace("_", " "),

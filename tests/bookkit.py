@@ -30,9 +30,9 @@ class BookingSeed:
     window_technician: str
 
 
-def technician(ctx: Context, login: str, zone: str, skills: list[str],
+def technician(ctx: Context, login: str, name: str, zone: str, skills: list[str],
                hours: dict[int, list[tuple[str, str]]] | None = None) -> User:
-    user = directory.add_user(ctx, login, name=f"{login.capitalize()} Keller",
+    user = directory.add_user(ctx, login, name=name,
                               email=f"{login}@example.test", role=Role.TECHNICIAN, timezone=zone,
                               skills=skills)
     if hours is not None:
@@ -44,8 +44,10 @@ def seed_booking(db: Database, prefix: str = "") -> BookingSeed:
     """Technicians who work every day (so there are always free times) and two services."""
     with db.write() as session:
         ctx = Context(session, SYSTEM, ORGANIZER)
-        repair_tech = technician(ctx, f"{prefix}anna", "Europe/Berlin", [f"{prefix}screw"], EVERY_DAY)
-        window_tech = technician(ctx, f"{prefix}otto", "Europe/Berlin", [f"{prefix}survey"], EVERY_DAY)
+        repair_tech = technician(ctx, f"{prefix}anna", "Anna Keller", "Europe/Berlin",
+                                 [f"{prefix}screw"], EVERY_DAY)
+        window_tech = technician(ctx, f"{prefix}otto", "Otto Keller", "Europe/Berlin",
+                                 [f"{prefix}survey"], EVERY_DAY)
         capacity.add_service_type(
             ctx, f"{prefix}repair", "Compressor repair", duration_minutes=60,
             description="A technician finds and fixes the fault on site.",
