@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 import secrets
 
 from flask import Response, current_app, make_response, render_template, request
@@ -16,6 +17,7 @@ from share.forms import FormSigner, cross_origin
 from share.routes import SECURITY_HEADERS
 
 RATE_WINDOW = dt.timedelta(minutes=1)
+REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
 def settings() -> Settings:
@@ -85,7 +87,8 @@ def foreign_origin() -> bool:
 
 
 def request_id() -> str:
-    return request.headers.get("X-Request-Id", "")[:64] or secrets.token_hex(8)
+    given = request.headers.get("X-Request-Id", "")
+    return given if REQUEST_ID.match(given) else secrets.token_hex(8)
 
 
 def customer_actor(customer: Customer | None, email: str, channel: str) -> Actor:

@@ -230,6 +230,17 @@ def test_customer_in_los_angeles_technician_in_berlin(env: Env) -> None:
     assert appointment.job.customer.timezone == "America/Los_Angeles"
 
 
+def test_returning_customer_books_for_another_site(env: Env) -> None:
+    email = unique_email("again")
+    book(env, email, slot_index=65)
+    _slot, _path, done = book(env, email, slot_index=70, address="Werkstraße 9\n20095 Hamburg")
+    assert "Werkstraße 9" in done and "Hauptstraße" not in done
+    first, second = appointments_of(env.database, email)
+    assert first.job.customer_id == second.job.customer_id, "one customer, two sites"
+    assert first.job.site.address.startswith("Hauptstraße")
+    assert second.job.site.address == "Werkstraße 9\n20095 Hamburg"
+
+
 def test_arrival_windows_are_offered_as_windows(env: Env) -> None:
     page = next_week_picker(env, env.seed.windows, details(unique_email("win")))
     labels = slot_labels(page)

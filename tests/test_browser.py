@@ -278,6 +278,8 @@ def test_details_errors_in_the_browser(page: Page, site: Site, shots: Shots) -> 
     summary = page.get_by_role("alert")
     summary.wait_for()
     shots(page, "1-errors")
+    assert page.evaluate("() => document.activeElement.className") == "error-summary", \
+        "the error summary takes the focus, so a screen reader announces it"
     assert "Enter an email address like name@example.com" in summary.inner_text()
     summary.get_by_role("link", name="Enter your name").click()
     assert _focused(page)["name"] == "name"

@@ -23,12 +23,13 @@ from server.models import (
     Job,
     ServiceType,
     ShareLink,
+    Site,
     User,
     utcnow,
 )
 from server.scheduling import appointments
 from server.scheduling.availability import Slot, free_slots
-from server.text import one_line
+from server.text import clean_text, one_line
 
 HOLD_MINUTES = 15
 MAX_UPCOMING_PER_CONTACT = 3
@@ -111,6 +112,22 @@ def _customer_for(ctx: Context, contact: Contact) -> Customer:
     return customer
 
 
+def _site_for(ctx: Context, customer: Customer, contact: Contact) -> Site | None:
+    """The customer's site at the address given now; a returning customer may name a new one."""
+    address = clean_text(contact.address)
+    if not address:
+        return None
+    for site in customer.sites:
+        if site.address == address:
+            return site
+    site = Site(customer_id=customer.id, address=address,
+                compressor_make=one_line(contact.compressor_make),
+                compressor_model=one_line(contact.compressor_model))
+    ctx.session.add(site)
+    ctx.session.flush()
+    return site
+
+
 def _slot_at(ctx: Context, service_type: ServiceType, starts_at: dt.datetime, now: dt.datetime,
              windows_zone: str, exclude_id: int | None = None,
              technician_ids: list[int] | None = None) -> Slot:
@@ -155,7 +172,7 @@ def hold(ctx: Context, service_type: ServiceType, starts_at: dt.datetime, contac
     customer = _customer_for(ctx, contact)
     _guard_hoarding(ctx, customer, now)
     job = directory.add_job(ctx, customer, service_type.name, problem=contact.problem,
-                            source="web")
+                            source="web", site=_site_for(ctx, customer, contact))
     for technician_id in slot.technician_ids:
         candidate = ctx.session.get(User, technician_id)
         try:
