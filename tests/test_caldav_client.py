@@ -38,9 +38,16 @@ from live import (
 )
 from sqlalchemy import select
 
-from server import audit, calendars, scheduling
+from server import audit, calendars, changes, directory, scheduling
 from server.db import Database
-from server.models import AppointmentStatus, AuditEntry, CalendarItem, JobStatus, PartStat
+from server.models import (
+    AppointmentStatus,
+    AuditEntry,
+    CalendarItem,
+    Credential,
+    JobStatus,
+    PartStat,
+)
 
 DAY = dt.timedelta(days=1)
 
@@ -126,6 +133,23 @@ def test_wrong_password_is_refused(live: LiveServer, seed: Seed) -> None:
     response = dav_request(live, "PROPFIND", "/dav/alice/", ("alice", "not-the-password"),
                            headers={"Depth": "0"})
     assert response.status_code == 401
+
+
+def test_revoked_app_password_stops_working(live: LiveServer, seed: Seed, db: Database) -> None:
+    account, _ = one_technician(db, seed, "revoke")
+    path = f"/dav/{account.login}/jobs/"
+    assert dav_request(live, "PROPFIND", path, account.auth, headers={"Depth": "0"}).ok
+    with domain(db) as ctx:
+        user = directory.find_user(ctx.session, account.login)
+        credential, second_password = directory.issue_password(ctx, user, "second phone")
+        first = next(c for c in ctx.session.scalars(
+            select(Credential).where(Credential.user_id == user.id, Credential.id != credential.id)))
+        directory.revoke_password(ctx, first.id)
+    refused = dav_request(live, "PROPFIND", path, account.auth, headers={"Depth": "0"})
+    assert refused.status_code == 401
+    other_device = dav_request(live, "PROPFIND", path, (account.login, second_password),
+                               headers={"Depth": "0"})
+    assert other_device.status_code == 207
 
 
 def test_technician_sees_exactly_jobs_and_personal(live: LiveServer, seed: Seed) -> None:
@@ -285,6 +309,48 @@ def test_unknown_sync_token_gives_the_valid_sync_token_error(live: LiveServer, s
         assert "valid-sync-token" in response.text
 
 
+def test_pruned_change_log_gives_the_valid_sync_token_error(
+    live: LiveServer, seed: Seed, db: Database
+) -> None:
+    account, booked = one_technician(db, seed, "prune")
+    path = f"/dav/{account.login}/jobs/"
+    first = dav_request(live, "REPORT", path, account.auth, body=sync_collection(), headers=XML)
+    assert first.status_code == 207
+    old_token = sync_token_of(first.content)
+    for hour in (11, 13):
+        with domain(db) as ctx:
+            appointment = scheduling.get_appointment(ctx.session, booked.appointment_id)
+            scheduling.reschedule(ctx, appointment, at(14, hour), at(14, hour + 1))
+    with domain(db) as ctx:
+        collection = calendars.require_collection(ctx.session, f"{account.login}/jobs")
+        assert changes.prune(ctx.session, collection, keep=0, older_than=dt.timedelta(0)) > 0
+    expired = dav_request(live, "REPORT", path, account.auth, body=sync_collection(old_token),
+                          headers=XML)
+    assert expired.status_code == 403, expired.status_code
+    assert "valid-sync-token" in expired.text
+    fresh_start = dav_request(live, "REPORT", path, account.auth, body=sync_collection(),
+                              headers=XML)
+    assert {basename(r.href) for r in parse_multistatus(fresh_start.content)} == {booked.href}
+
+
+# --------------------------------------------------------------------------- behind a proxy
+
+
+def test_forwarded_headers_keep_the_dav_prefix_once(live: LiveServer, seed: Seed) -> None:
+    alice = seed.technicians["alice"]
+    proxied = {"X-Forwarded-For": "203.0.113.7", "X-Forwarded-Proto": "https",
+               "X-Forwarded-Host": "cal.example.test", "Depth": "1"}
+    response = dav_request(live, "PROPFIND", "/dav/alice/", alice.auth, headers=proxied)
+    assert response.status_code == 207, response.status_code
+    hrefs = {r.href for r in parse_multistatus(response.content)}
+    assert hrefs == {"/dav/alice/", "/dav/alice/jobs/", "/dav/alice/personal/"}
+    prefixed = dav_request(live, "PROPFIND", "/dav/alice/", alice.auth,
+                           headers={**proxied, "X-Forwarded-Prefix": "/field"})
+    assert prefixed.status_code == 207
+    assert {r.href for r in parse_multistatus(prefixed.content)} == {
+        f"/field{h}" for h in hrefs}
+
+
 # --------------------------------------------------------------------------- a technician's answers
 
 
@@ -434,6 +500,30 @@ def test_edit_of_a_forbidden_field_is_not_applied(
     assert row.job.title == "summary job 1"
     assert (row.starts_at, row.ends_at, row.technician_id is not None) == (
         booked.starts_at, booked.ends_at, True)
+
+
+def test_dispatcher_moves_a_technicians_job_and_adds_a_personal_item(
+    live: LiveServer, seed: Seed, db: Database
+) -> None:
+    account, booked = one_technician(db, seed, "bydispatch")
+    dispatcher = seed.dispatcher
+    path = f"/dav/{account.login}/jobs/{booked.href}"
+    current = get_item(live, dispatcher, path)
+    response = dav_request(live, "PUT", path, dispatcher.auth,
+                           body=moved(current.text, at(14, 15), at(14, 16)),
+                           headers={**ICS, "If-Match": current.headers["ETag"]})
+    assert response.status_code == 204, (response.status_code, response.text)
+    row = appointment_row(db, booked.appointment_id)
+    assert (row.starts_at, row.technician_id is not None) == (at(14, 15), True)
+    entries = caldav_audit(db, "appointment", booked.appointment_id, "appointment.reschedule")
+    assert [(e.channel, e.actor) for e in entries] == [("caldav", dispatcher.login)]
+
+    created = dav_request(live, "PUT", f"/dav/{account.login}/personal/training.ics",
+                          dispatcher.auth, headers=ICS,
+                          body=personal_event("training@example.test", "Training", at(16, 8),
+                                              at(16, 12)))
+    assert created.status_code == 201
+    assert "training.ics" in items_of(db, f"{account.login}/personal")
 
 
 # --------------------------------------------------------------------------- personal events
