@@ -300,6 +300,42 @@ def test_sync_token_delta_is_exactly_the_changed_href(
     assert sync_token_of(response.content) not in ("", delta.sync_token)
 
 
+CTAG_PROPFIND = (
+    '<?xml version="1.0" encoding="utf-8"?>'
+    '<D:propfind xmlns:D="DAV:" xmlns:CS="http://calendarserver.org/ns/">'
+    "<D:prop><D:getetag/><CS:getctag/><D:sync-token/></D:prop></D:propfind>"
+)
+
+
+def collection_tags(live: LiveServer, account: Account, path: str) -> tuple[str, str, str]:
+    import xml.etree.ElementTree as ET
+
+    response = dav_request(live, "PROPFIND", path, account.auth, body=CTAG_PROPFIND,
+                           headers={**XML, "Depth": "0"})
+    assert response.status_code == 207
+    root = ET.fromstring(response.content)
+    etag, ctag, token = (root.findtext(f".//{tag}") or "" for tag in (
+        "{DAV:}getetag", "{http://calendarserver.org/ns/}getctag", "{DAV:}sync-token"))
+    return etag, ctag, token
+
+
+def test_collection_tags_change_exactly_when_the_contents_do(
+    live: LiveServer, seed: Seed, db: Database
+) -> None:
+    """Phones poll the CTag/ETag of the collection before they sync."""
+    account, booked = one_technician(db, seed, "ctag")
+    path = f"/dav/{account.login}/jobs/"
+    before = collection_tags(live, account, path)
+    assert all(before), before
+    assert collection_tags(live, account, path) == before
+    with domain(db) as ctx:
+        appointment = scheduling.get_appointment(ctx.session, booked.appointment_id)
+        scheduling.reschedule(ctx, appointment, at(14, 16), at(14, 17))
+    after = collection_tags(live, account, path)
+    assert all(a != b for a, b in zip(after, before, strict=True)), (before, after)
+    assert collection_tags(live, account, path) == after
+
+
 def test_unknown_sync_token_gives_the_valid_sync_token_error(live: LiveServer, seed: Seed) -> None:
     alice = seed.technicians["alice"]
     for token in ("http://radicale.org/ns/sync/unknown-token", "not-a-token"):
