@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import multiprocessing
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import icalendar
@@ -12,22 +13,28 @@ import pytest
 import requests
 from live import (
     ICS,
+    XML,
     LiveServer,
     Seed,
     appointment_row,
     at,
+    basename,
     book_in_process,
     book_job,
     dav_request,
     domain,
     fresh_technician,
     items_of,
+    parse_multistatus,
     personal_event,
+    sync_collection,
+    sync_token_of,
 )
 from sqlalchemy import select
 
+from server import calendars
 from server.db import Database
-from server.models import Appointment, AppointmentStatus
+from server.models import Appointment, AppointmentStatus, Change
 
 RACERS = 20
 pytestmark = pytest.mark.slow
@@ -143,3 +150,78 @@ def test_lost_update_is_prevented_by_if_match(live: LiveServer, seed: Seed, db: 
     assert f"SUMMARY:{winner}" in stored
     served = dav_request(live, "GET", path, account.auth).text
     assert f"SUMMARY:{winner}" in served
+
+
+def race(count: int, work: Callable[[int], requests.Response]) -> list[requests.Response]:
+    """Run work(0..count-1) in threads released together."""
+    barrier = threading.Barrier(count)
+
+    def run(index: int) -> requests.Response:
+        barrier.wait(timeout=30)
+        return work(index)
+
+    with ThreadPoolExecutor(count) as pool:
+        return list(pool.map(run, range(count)))
+
+
+def test_same_uid_under_different_hrefs_at_once_is_stored_once(
+    live: LiveServer, seed: Seed, db: Database
+) -> None:
+    account = fresh_technician(db, seed, "uidrace", []).account
+    body = personal_event("contested@example.test", "contested", at(3, 6), at(3, 7))
+    responses = race(RACERS, lambda i: dav_request(
+        live, "PUT", f"/dav/{account.login}/personal/copy-{i}.ics", account.auth, body=body,
+        headers=ICS, timeout=60))
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses == [201] + [409] * (RACERS - 1), statuses
+    stored = [i for i in items_of(db, f"{account.login}/personal").values()
+              if i.uid == "contested@example.test"]
+    assert len(stored) == 1
+
+
+def test_concurrent_writes_to_one_calendar_all_reach_a_sync_client(
+    live: LiveServer, seed: Seed, db: Database
+) -> None:
+    account = fresh_technician(db, seed, "syncrace", []).account
+    path = f"/dav/{account.login}/personal/"
+    start = dav_request(live, "REPORT", path, account.auth, body=sync_collection(),
+                        headers=XML)
+    token = sync_token_of(start.content)
+    responses = race(RACERS, lambda i: dav_request(
+        live, "PUT", f"{path}item-{i}.ics", account.auth, headers=ICS, timeout=60,
+        body=personal_event(f"item-{i}@example.test", f"item {i}", at(4, 6), at(4, 7))))
+    assert [r.status_code for r in responses] == [201] * RACERS
+    delta = dav_request(live, "REPORT", path, account.auth, body=sync_collection(token),
+                        headers=XML)
+    assert delta.status_code == 207
+    assert {basename(r.href) for r in parse_multistatus(delta.content)} == {
+        f"item-{i}.ics" for i in range(RACERS)}
+    with db.read() as session:
+        collection = calendars.require_collection(session, f"{account.login}/personal")
+        seqs = sorted(session.scalars(select(Change.seq).where(
+            Change.collection_id == collection.id)))
+    assert seqs == list(range(1, collection.sync_seq + 1)), "the change log has no gaps"
+
+
+def test_two_phones_answer_one_job_with_the_same_etag(
+    live: LiveServer, seed: Seed, db: Database
+) -> None:
+    fresh = fresh_technician(db, seed, "twophones", [(at(24, 9), at(24, 10))])
+    account, booked = fresh.account, fresh.booked[0]
+    path = f"/dav/{account.login}/jobs/{booked.href}"
+    current = dav_request(live, "GET", path, account.auth)
+    etag = current.headers["ETag"]
+    calendar = icalendar.Calendar.from_ical(current.text)
+    attendee = next(iter(calendar.walk("VEVENT")))["ATTENDEE"]
+    assert str(attendee).lower() == f"mailto:{account.email}"
+    attendee.params["PARTSTAT"] = "ACCEPTED"
+    bodies = [calendar.to_ical(), moved_text(current.text, at(24, 13), at(24, 14))]
+    responses = race(2, lambda i: dav_request(live, "PUT", path, account.auth, body=bodies[i],
+                                              headers={**ICS, "If-Match": etag}, timeout=60))
+    statuses = [r.status_code for r in responses]
+    assert sorted(statuses) == [204, 412], statuses
+    row = appointment_row(db, booked.appointment_id)
+    if statuses[0] == 204:  # the acceptance won
+        assert (row.partstat, row.starts_at) == ("ACCEPTED", booked.starts_at)
+    else:
+        assert (row.partstat, row.starts_at) == ("NEEDS-ACTION", at(24, 13))
