@@ -9,7 +9,8 @@ from gunicorn.glogging import Logger
 
 from server.links import redact
 
-TOKEN_PATH = re.compile(r"(/(?:feeds|s|m)/)([A-Za-z0-9_\-]+\.[A-Za-z0-9_\-.]+?)(?=\.ics\b|[/?\s]|$)")
+TOKEN_PATH = re.compile(r"(/(?:feeds|s|m|book/hold|book/confirmed)/)"
+                        r"([A-Za-z0-9_\-]+\.[A-Za-z0-9_\-.]+?)(?=\.ics\b|[/?\s]|$)")
 
 
 def redact_paths(text: str) -> str:

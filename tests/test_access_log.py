@@ -14,7 +14,9 @@ TOKEN = "WzEsMV0.awTSgg.dnXXpboMqILU3gTKKElOFI8HFoM"
 
 
 @pytest.mark.parametrize("path", [f"/feeds/{TOKEN}.ics", f"/s/{TOKEN}", f"/s/{TOKEN}/visits/3.ics",
-                                  f"/m/{TOKEN}?week=2031-03-03", f"/m/{TOKEN}/cancel"])
+                                  f"/m/{TOKEN}?week=2031-03-03", f"/m/{TOKEN}/cancel",
+                                  f"/book/hold/{TOKEN}", f"/book/hold/{TOKEN}/confirm",
+                                  f"/book/confirmed/{TOKEN}"])
 def test_tokens_are_shortened(path: str) -> None:
     shown = redact_paths(f"GET {path} HTTP/1.1")
     assert TOKEN not in shown
