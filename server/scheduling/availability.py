@@ -14,7 +14,7 @@ import bisect
 import datetime as dt
 import threading
 from collections import OrderedDict, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
@@ -54,7 +54,7 @@ class _Busy:
     def __init__(self, intervals: Iterable[Interval]) -> None:
         merged: list[list[dt.datetime]] = []
         for start, end in sorted(intervals):
-            if merged and start <= merged[-1][1]:
+            if merged and start < merged[-1][1]:
                 merged[-1][1] = max(merged[-1][1], end)
             else:
                 merged.append([start, end])
@@ -64,6 +64,18 @@ class _Busy:
     def overlaps(self, start: dt.datetime, end: dt.datetime) -> bool:
         index = bisect.bisect_right(self.ends, start)
         return index < len(self.starts) and self.starts[index] < end
+
+    def allowed(self, low: dt.datetime, high: dt.datetime) -> Iterator[Interval]:
+        """Closed sub-ranges of [low, high] outside every (open) interval held here."""
+        index = bisect.bisect_right(self.ends, low)
+        cursor = low
+        while index < len(self.starts) and self.starts[index] < high:
+            if self.starts[index] >= cursor:
+                yield cursor, self.starts[index]
+            cursor = max(cursor, self.ends[index])
+            index += 1
+        if cursor <= high:
+            yield cursor, high
 
 
 class _ExpansionCache:
@@ -233,26 +245,33 @@ def free_slots(
     duration = dt.timedelta(minutes=service_type.duration_minutes)
     step = dt.timedelta(minutes=step_minutes)
 
-    free_at: dict[dt.datetime, list[int]] = defaultdict(list)
-    for technician in technicians:
-        zone = ZoneInfo(technician.timezone)
-        blocked = _Busy(busy.get(technician.id, []))
-        for interval in _working_intervals(hours.get(technician.id, []), zone, start, end):
-            for moment in _candidate_starts(interval, zone, step):
-                finish = moment + duration
-                if finish > interval[1]:
-                    break
-                if moment < start or moment >= end:
-                    continue
-                if not blocked.overlaps(*blocked_range(service_type, moment, finish)):
-                    free_at[moment].append(technician.id)
+    probe_from, probe_until = blocked_range(service_type, start, start + duration)
+    before, after = start - probe_from, probe_until - start  # the visit's busy span around its start
 
     fairness = _fairness(session, ids, start, end)
-    slots = [
-        Slot(moment, moment + duration,
-             tuple(sorted(candidates, key=lambda i: (*fairness[i], i))))
-        for moment, candidates in sorted(free_at.items())
-    ]
+    technicians.sort(key=lambda t: (*fairness[t.id], t.id))  # so every slot lists them fairest first
+    free_at: dict[dt.datetime, list[int]] = defaultdict(list)
+    latest = end - dt.timedelta(microseconds=1)
+    for technician in technicians:
+        zone = ZoneInfo(technician.timezone)
+        # A start m is taken iff [m - before, m + after) meets a busy block [b0, b1),
+        # i.e. iff b0 - after < m < b1 + before: forbidden starts, merged.
+        forbidden = _Busy((b0 - after, b1 + before) for b0, b1 in busy.get(technician.id, []))
+        for interval in _working_intervals(hours.get(technician.id, []), zone, start, end):
+            low, high = max(interval[0], start), min(interval[1] - duration, latest)
+            if low > high:
+                continue
+            anchor = next(iter(_candidate_starts(interval, zone, step)), None)
+            if anchor is None:
+                continue
+            for segment_low, segment_high in forbidden.allowed(low, high):
+                moment = anchor + -((anchor - segment_low) // step) * step
+                while moment <= segment_high:
+                    free_at[moment].append(technician.id)
+                    moment += step
+
+    slots = [Slot(moment, moment + duration, tuple(candidates))
+             for moment, candidates in sorted(free_at.items())]
     if service_type.arrival_windows:
         return _windowed(session, service_type, slots, ZoneInfo(windows_zone), now)
     return slots

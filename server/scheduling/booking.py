@@ -34,6 +34,7 @@ from server.text import clean_text, one_line
 HOLD_MINUTES = 15
 MAX_UPCOMING_PER_CONTACT = 3
 MANAGE_LINK_GRACE = dt.timedelta(days=30)
+TAKEN = "That time was just taken. Please pick another one."
 
 
 class HoldExpired(FieldcalError):
@@ -128,19 +129,42 @@ def _site_for(ctx: Context, customer: Customer, contact: Contact) -> Site | None
     return site
 
 
-def _slot_at(ctx: Context, service_type: ServiceType, starts_at: dt.datetime, now: dt.datetime,
-             windows_zone: str, exclude_id: int | None = None,
-             technician_ids: list[int] | None = None) -> Slot:
-    """The free slot (or arrival window) the customer picked, if it is still free."""
-    day_start = starts_at - dt.timedelta(hours=14)
-    offers = free_slots(ctx.session, service_type, start=day_start,
+def find_slot(session: Session, service_type: ServiceType, starts_at: dt.datetime, now: dt.datetime,
+              windows_zone: str, exclude_id: int | None = None,
+              technician_ids: list[int] | None = None) -> Slot:
+    """The free slot (or arrival window) the customer picked, if it is still free.
+
+    A read: faces call it before their write transaction so that the write, which
+    the database serialises, stays short.
+    """
+    offers = free_slots(session, service_type, start=starts_at - dt.timedelta(hours=14),
                         end=starts_at + dt.timedelta(hours=14), now=now,
                         exclude_appointment_id=exclude_id, windows_zone=windows_zone,
                         technician_ids=technician_ids)
     for offer in offers:
-        if offer.starts_at == starts_at or (offer.window and offer.window[0] <= starts_at < offer.window[1]):
+        if offer.starts_at == starts_at or (
+                offer.window and offer.window[0] <= starts_at < offer.window[1]):
             return offer
-    raise SlotTaken("", "That time was just taken. Please pick another one.")
+    raise SlotTaken("", TAKEN)
+
+
+def _free_technicians(ctx: Context, service_type: ServiceType, slot: Slot,
+                      exclude_id: int | None = None) -> list[User]:
+    """The slot's candidates still free now, fairest first (one indexed query each)."""
+    free = []
+    for technician_id in slot.technician_ids:
+        technician = ctx.session.get(User, technician_id)
+        if technician is None:
+            continue
+        try:
+            appointments.check_free(ctx.session, technician, slot.starts_at, slot.ends_at,
+                                    exclude_id, service_type)
+        except SlotTaken:
+            continue
+        free.append(technician)
+    if not free:
+        raise SlotTaken("", TAKEN)
+    return free
 
 
 def _guard_hoarding(ctx: Context, customer: Customer, now: dt.datetime) -> None:
@@ -160,21 +184,25 @@ def _guard_hoarding(ctx: Context, customer: Customer, now: dt.datetime) -> None:
 @operation
 def hold(ctx: Context, service_type: ServiceType, starts_at: dt.datetime, contact: Contact, *,
          idempotency_key: str, now: dt.datetime | None = None, windows_zone: str = "UTC",
-         technician: User | None = None) -> Appointment:
-    """Reserve the picked slot for a while; the fairest free technician gets it."""
+         technician: User | None = None, slot: Slot | None = None) -> Appointment:
+    """Reserve the picked slot for a while; the fairest free technician gets it.
+
+    Pass the `slot` from `find_slot` (read beforehand) to keep this write short.
+    """
     existing = by_booking_key(ctx.session, idempotency_key)
     if existing is not None:
         return existing
     contact.validate()
     now = now or utcnow()
-    slot = _slot_at(ctx, service_type, starts_at, now, windows_zone,
-                    technician_ids=[technician.id] if technician else None)
+    if slot is None:
+        slot = find_slot(ctx.session, service_type, starts_at, now, windows_zone,
+                         technician_ids=[technician.id] if technician else None)
+    candidates = _free_technicians(ctx, service_type, slot)
     customer = _customer_for(ctx, contact)
     _guard_hoarding(ctx, customer, now)
     job = directory.add_job(ctx, customer, service_type.name, problem=contact.problem,
-                            source="web", site=_site_for(ctx, customer, contact))
-    for technician_id in slot.technician_ids:
-        candidate = ctx.session.get(User, technician_id)
+                            source="web")
+    for candidate in candidates:
         try:
             return appointments.book(
                 ctx, job, candidate, slot.starts_at, slot.ends_at,
@@ -182,7 +210,7 @@ def hold(ctx: Context, service_type: ServiceType, starts_at: dt.datetime, contac
                 hold_until=now + dt.timedelta(minutes=HOLD_MINUTES), booking_key=idempotency_key)
         except SlotTaken:
             continue
-    raise SlotTaken("", "That time was just taken. Please pick another one.")
+    raise SlotTaken("", TAKEN)
 
 
 @operation
@@ -225,24 +253,26 @@ def _before_cutoff(appointment: Appointment, now: dt.datetime, cutoff: dt.timede
 @operation
 def customer_reschedule(ctx: Context, appointment: Appointment, starts_at: dt.datetime, *,
                         cutoff: dt.timedelta, now: dt.datetime | None = None,
-                        windows_zone: str = "UTC") -> Appointment:
+                        windows_zone: str = "UTC", slot: Slot | None = None) -> Appointment:
     now = now or utcnow()
     if appointment.status == AppointmentStatus.CANCELLED:
         raise Conflict("This visit is cancelled; please book a new one.")
     _before_cutoff(appointment, now, cutoff)
-    if appointment.service_type is None:
+    service_type = appointment.service_type
+    if service_type is None:
         raise InvalidInput("This visit was arranged by our dispatchers; please call us to move it.")
-    slot = _slot_at(ctx, appointment.service_type, starts_at, now, windows_zone,
-                    exclude_id=appointment.id)
-    preferred = [appointment.technician_id] if appointment.technician_id in slot.technician_ids else []
-    for technician_id in preferred + [t for t in slot.technician_ids if t not in preferred]:
+    if slot is None:
+        slot = find_slot(ctx.session, service_type, starts_at, now, windows_zone,
+                         exclude_id=appointment.id)
+    candidates = _free_technicians(ctx, service_type, slot, appointment.id)
+    candidates.sort(key=lambda t: t.id != appointment.technician_id)  # keep the same technician
+    for candidate in candidates:
         try:
             return appointments.reschedule(ctx, appointment, slot.starts_at, slot.ends_at,
-                                           technician=ctx.session.get(User, technician_id),
-                                           window=slot.window)
+                                           technician=candidate, window=slot.window)
         except SlotTaken:
             continue
-    raise SlotTaken("", "That time was just taken. Please pick another one.")
+    raise SlotTaken("", TAKEN)
 
 
 @operation
