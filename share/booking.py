@@ -237,7 +237,7 @@ def hold(slug: str) -> Response:
     except booking.TooManyBookings as exc:
         return pagekit.problem(409, "You already have visits booked", exc.message, start_over=False)
     except InvalidInput as exc:
-        log.info("hold refused: %s", exc.message)
+        log.info("hold refused: %s", type(exc).__name__)
         with pagekit.database().read() as session:
             service = _service(session, slug)
             if service is None:

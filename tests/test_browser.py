@@ -39,11 +39,15 @@ ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 TIMEOUT_MS = 20_000
 LA = ZoneInfo("America/Los_Angeles")
 
-playwright_api = pytest.importorskip("playwright.sync_api")
-Page = playwright_api.Page
+try:
+    from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
+except ImportError:  # reported by the browser fixture: a failure when CI=true
+    sync_playwright = None
 
 
-def _chromium_problem() -> str | None:
+def _browser_problem() -> str | None:
+    if sync_playwright is None:
+        return "playwright is not installed (pip install -e '.[test]')"
     if not (Path(CHROMIUM).is_file() or shutil.which(CHROMIUM)):
         return f"chromium not found at {CHROMIUM} (apt-get install chromium; ./dev test does it)"
     return None
@@ -80,13 +84,13 @@ def site(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    problem = _chromium_problem()
+def browser() -> Iterator[Browser]:
+    problem = _browser_problem()
     if problem is not None:
         if os.environ.get("CI") == "true":
             pytest.fail(f"{problem} (CI=true: the browser tests must run)", pytrace=False)
         pytest.skip(problem)
-    with playwright_api.sync_playwright() as playwright:
+    with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
                                               args=CHROMIUM_ARGS)
         try:
@@ -95,9 +99,9 @@ def browser() -> Iterator[object]:
             launched.close()
 
 
-def _context(browser: object, *, javascript: bool = True, width: int = 1100,
-             height: int = 900) -> object:
-    context = browser.new_context(java_script_enabled=javascript,  # type: ignore[attr-defined]
+def _context(browser: Browser, *, javascript: bool = True, width: int = 1100,
+             height: int = 900) -> BrowserContext:
+    context = browser.new_context(java_script_enabled=javascript,
                                   viewport={"width": width, "height": height},
                                   accept_downloads=True, locale="en-GB")
     context.set_default_timeout(TIMEOUT_MS)
@@ -105,12 +109,12 @@ def _context(browser: object, *, javascript: bool = True, width: int = 1100,
 
 
 @pytest.fixture()
-def page(browser: object) -> Iterator[Page]:
+def page(browser: Browser) -> Iterator[Page]:
     context = _context(browser)
     try:
-        yield context.new_page()  # type: ignore[attr-defined]
+        yield context.new_page()
     finally:
-        context.close()  # type: ignore[attr-defined]
+        context.close()
 
 
 class Shots:
@@ -225,13 +229,13 @@ def test_customer_in_los_angeles_books_moves_and_cancels(page: Page, site: Site,
     run_flow(page, site, shots, unique_email("la"), "America/Los_Angeles")
 
 
-def test_the_same_flow_without_javascript(browser: object, site: Site, shots: Shots) -> None:
+def test_the_same_flow_without_javascript(browser: Browser, site: Site, shots: Shots) -> None:
     context = _context(browser, javascript=False)
     try:
-        page = context.new_page()  # type: ignore[attr-defined]
+        page = context.new_page()
         run_flow(page, site, shots, unique_email("nojs"), "Europe/Berlin")
     finally:
-        context.close()  # type: ignore[attr-defined]
+        context.close()
 
 
 def _focused(page: Page) -> dict[str, str]:
@@ -286,11 +290,11 @@ def test_details_errors_in_the_browser(page: Page, site: Site, shots: Shots) -> 
     assert page.get_by_label("Email address").input_value() == "not-an-email"
 
 
-def test_slot_taken_while_choosing(browser: object, site: Site, shots: Shots) -> None:
+def test_slot_taken_while_choosing(browser: Browser, site: Site, shots: Shots) -> None:
     slow, quick = _context(browser), _context(browser)
     try:
-        mine = slow.new_page()  # type: ignore[attr-defined]
-        theirs = quick.new_page()  # type: ignore[attr-defined]
+        mine = slow.new_page()
+        theirs = quick.new_page()
         fill_details(mine, site, unique_email("slow"), "Europe/Berlin")
         fill_details(theirs, site, unique_email("quick"), "Europe/Berlin")
         value, _ = pick(mine, 10)
@@ -307,8 +311,8 @@ def test_slot_taken_while_choosing(browser: object, site: Site, shots: Shots) ->
         mine.get_by_role("button", name="Reserve this time").click()
         mine.get_by_role("heading", name="Check and confirm your visit").wait_for()
     finally:
-        slow.close()  # type: ignore[attr-defined]
-        quick.close()  # type: ignore[attr-defined]
+        slow.close()
+        quick.close()
 
 
 def _near_visit(site: Site, hours: float) -> str:
@@ -368,10 +372,10 @@ def test_expired_hold(page: Page, site: Site, shots: Shots) -> None:
     assert still.status == AppointmentStatus.TENTATIVE
 
 
-def test_slot_picker_on_a_phone(browser: object, site: Site, shots: Shots) -> None:
+def test_slot_picker_on_a_phone(browser: Browser, site: Site, shots: Shots) -> None:
     context = _context(browser, width=390, height=844)
     try:
-        page = context.new_page()  # type: ignore[attr-defined]
+        page = context.new_page()
         fill_details(page, site, unique_email("phone"), "America/Los_Angeles")
         shots(page, "1-slots-viewport", full_page=False)
         shots(page, "2-slots-full")
@@ -382,4 +386,4 @@ def test_slot_picker_on_a_phone(browser: object, site: Site, shots: Shots) -> No
         page.get_by_role("heading", name="Check and confirm your visit").wait_for()
         shots(page, "3-hold")
     finally:
-        context.close()  # type: ignore[attr-defined]
+        context.close()
