@@ -20,20 +20,17 @@ from typing import Any
 
 import icalendar
 import pytest
-from live import (
+from davkit import calendar_query, parse_multistatus, sync_collection, sync_token_of
+from seeding import (
     WEEK,
     Account,
     Seed,
     at,
-    calendar_query,
     domain,
     fresh_technician,
     items_of,
-    parse_multistatus,
     personal_event,
     row_counts,
-    sync_collection,
-    sync_token_of,
 )
 from sqlalchemy import select
 from werkzeug.test import Client, TestResponse
@@ -186,9 +183,12 @@ def test_dispatcher_sees_every_home(client: Client, seed: Seed) -> None:
             f"/dav/customer-{seed.customer_ids[0]}/"} <= found
 
 
-def test_home_holds_jobs_and_personal(client: Client, seed: Seed) -> None:
+def test_home_holds_jobs_personal_and_the_team_view(client: Client, seed: Seed) -> None:
     response = as_user(client, seed.technicians["alice"])("PROPFIND", "/dav/alice/", Depth="1")
-    assert hrefs(response) == {"/dav/alice/", "/dav/alice/jobs/", "/dav/alice/personal/"}
+    assert hrefs(response) == {"/dav/alice/", "/dav/alice/jobs/", "/dav/alice/personal/",
+                               "/dav/alice/team-north~schedule/"}
+    carol = as_user(client, seed.technicians["carol"])("PROPFIND", "/dav/carol/", Depth="1")
+    assert hrefs(carol) == {"/dav/carol/", "/dav/carol/jobs/", "/dav/carol/personal/"}
 
 
 def test_other_people_and_customer_views_are_refused(client: Client, seed: Seed) -> None:

@@ -1,9 +1,16 @@
 """Radicale rights plugin (DESIGN §5).
 
 Technicians read and write their own home's calendars and read their teams'
-`team-<slug>/schedule`; dispatchers read and write every calendar; nobody
-else has any right. Item paths get no rights of their own: Radicale then uses
-the rights of the item's calendar.
+`team-<slug>/schedule`; dispatchers read and write every person's calendars
+and read every team and customer view. Views are read-only for everyone:
+clients are told so (no write privilege) instead of having each write refused.
+Nobody else has any right.
+
+An alias in a home (plugins.radicale.aliases) gets what both its place and
+its target allow: a technician reads their team's schedule through
+`/<login>/team-<slug>~schedule/`, a dispatcher writes a technician's jobs
+through `/<dispatcher>/<login>~jobs/`. Item paths get no rights of their own:
+Radicale then uses the rights of the item's calendar.
 """
 
 from __future__ import annotations
@@ -11,9 +18,27 @@ from __future__ import annotations
 from radicale import config as radicale_config
 from radicale import rights as radicale_rights
 
-from plugins.radicale import state
+from plugins.radicale import aliases, state
 
 TEAM_PREFIX = "team-"
+
+
+def _calendar_rights(who: state.Principal, home: str) -> str:
+    """What `who` may do with a calendar directly in `home`."""
+    if aliases.is_view_home(home):
+        if who.is_dispatcher:
+            return "r"
+        return "r" if home.startswith(TEAM_PREFIX) and home[len(TEAM_PREFIX):] in who.teams else ""
+    return "rw" if who.is_dispatcher or home == who.login else ""
+
+
+def calendar_rights(who: state.Principal, home: str, name: str) -> str:
+    """What `who` may do with the calendar `<home>/<name>` (an alias included)."""
+    rights = _calendar_rights(who, home)
+    target = aliases.target_of(name)
+    if target is None or not rights:
+        return rights
+    return radicale_rights.intersect(rights, _calendar_rights(who, target.split("/", 1)[0]))
 
 
 class Rights(radicale_rights.BaseRights):
@@ -34,9 +59,6 @@ class Rights(radicale_rights.BaseRights):
         if len(segments) > 2:
             return ""
         home = segments[0]
-        is_home = len(segments) == 1
-        if who.is_dispatcher or home == who.login:
-            return "R" if is_home else "rw"
-        if home.startswith(TEAM_PREFIX) and home[len(TEAM_PREFIX):] in who.teams:
-            return "R" if is_home else "r"
-        return ""
+        if len(segments) == 1:
+            return "R" if _calendar_rights(who, home) else ""
+        return calendar_rights(who, home, segments[1])

@@ -142,6 +142,12 @@ def remember(principal: Principal | None) -> None:
     _principal.set(principal)
 
 
+def remembered(login: str) -> Principal | None:
+    """The principal auth remembered for this request, if it is `login`'s (no query)."""
+    known = _principal.get()
+    return known if known is not None and known.login == login else None
+
+
 def principal(database: Database, login: str) -> Principal | None:
     """Who `login` is: the principal auth remembered for this request, else from the database."""
     known = _principal.get()

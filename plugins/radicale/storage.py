@@ -19,7 +19,7 @@ from radicale import types as radicale_types
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from plugins.radicale import state
+from plugins.radicale import aliases, state
 from plugins.radicale.collection import DbCollection, Home
 from server import calendars, directory
 from server.context import Context
@@ -90,6 +90,24 @@ class Storage(radicale_storage.BaseStorage):
             .order_by(Collection.path)
         ))
 
+    def _owner(self, session: Session, home: str) -> state.Principal | None:
+        """The person whose home this is (None for team and customer principals)."""
+        if aliases.is_view_home(home):
+            return None
+        if home == state.current().user:
+            return state.principal(self._db(), home)  # remembered by auth: no query
+        return state.load_principal(session, home)
+
+    def _calendar(self, session: Session, home: str, name: str) -> DbCollection | None:
+        """The collection at <home>/<name>: a row of its own, else an alias in a person's home."""
+        row = calendars.get_collection(session, f"{home}/{name}")
+        if row is not None:
+            return DbCollection(self, row)
+        if aliases.target_of(name) is None:
+            return None
+        owner = self._owner(session, home)
+        return None if owner is None else aliases.resolve(self, session, owner, name)
+
     def discover(
         self, path: str, depth: str = "0",
         child_context_manager: Callable[[str, str | None], AbstractContextManager[None]] | None = None,
@@ -110,13 +128,15 @@ class Storage(radicale_storage.BaseStorage):
             if depth != "0":
                 for row in self._collections_under(session, segments[0]):
                     yield DbCollection(self, row)
+                owner = self._owner(session, segments[0])
+                if owner is not None:
+                    yield from aliases.listed(self, session, owner)
             return
         if len(segments) > 3:
             return
-        row = calendars.get_collection(session, "/".join(segments[:2]))
-        if row is None:
+        collection = self._calendar(session, segments[0], segments[1])
+        if collection is None:
             return
-        collection = DbCollection(self, row)
         if len(segments) == 3:
             _, item = next(iter(collection.get_multi([segments[2]])))
             if item is not None:
@@ -141,6 +161,8 @@ class Storage(radicale_storage.BaseStorage):
             raise Forbidden("Homes are created by dispatch (fieldcal technician add).")
         if len(segments) > 2:
             raise Forbidden("Calendars live directly in a home: /<login>/<calendar>/.")
+        if aliases.SEPARATOR in segments[1]:
+            raise Forbidden(aliases.RESERVED_NAME_MESSAGE)
         if items is not None:
             raise Forbidden(
                 "Uploading a whole calendar is not supported: create it with MKCALENDAR and "
