@@ -551,6 +551,309 @@ def test_views_refuse_writes_with_a_message(client: Client, db: Database, seed: 
     assert row_counts(db) == before
 
 
+# --------------------------------------------------------------------------- aliases in homes
+
+PROPFIND_NAMES = (
+    '<?xml version="1.0" encoding="utf-8"?><D:propfind xmlns:D="DAV:" '
+    'xmlns:CS="http://calendarserver.org/ns/"><D:prop><D:resourcetype/><D:displayname/>'
+    "<D:getetag/><CS:getctag/><D:sync-token/><D:current-user-privilege-set/></D:prop>"
+    "</D:propfind>"
+)
+
+
+def listing(dav: Dav, path: str) -> dict[str, dict[str, Any]]:
+    """href -> {displayname, etag, ctag, token, write} of a depth-1 PROPFIND."""
+    import xml.etree.ElementTree as ET
+
+    response = dav("PROPFIND", path, PROPFIND_NAMES, Depth="1", **XML)
+    assert response.status_code == 207, response.status_code
+    found: dict[str, dict[str, Any]] = {}
+    for node in ET.fromstring(response.data).iter("{DAV:}response"):
+        href = urllib.parse.unquote(node.findtext("{DAV:}href", default=""))
+        found[href] = {
+            "displayname": node.findtext(".//{DAV:}displayname") or None,
+            "etag": node.findtext(".//{DAV:}getetag"),
+            "ctag": node.findtext(".//{http://calendarserver.org/ns/}getctag"),
+            "token": node.findtext(".//{DAV:}sync-token"),
+            "write": node.find(".//{DAV:}privilege/{DAV:}write-content") is not None,
+        }
+    return found
+
+
+def active_technicians(db: Database) -> dict[str, str]:
+    from server.models import User
+
+    with db.read() as session:
+        return dict(session.execute(select(User.login, User.name).where(
+            User.role == Role.TECHNICIAN, User.active.is_(True))).all())
+
+
+def team_names(db: Database) -> dict[str, str]:
+    from server.models import Team
+
+    with db.read() as session:
+        return dict(session.execute(select(Team.slug, Team.name)).all())
+
+
+def test_dispatcher_home_lists_every_technicians_calendars_and_the_teams(
+    client: Client, db: Database, seed: Seed
+) -> None:
+    found = listing(as_user(client, seed.dispatcher), "/dav/dispatch/")
+    expected = {"/dav/dispatch/": None}
+    for login, name in active_technicians(db).items():
+        expected[f"/dav/dispatch/{login}~jobs/"] = f"{name}: Jobs"
+        expected[f"/dav/dispatch/{login}~personal/"] = f"{name}: Personal"
+    for slug, name in team_names(db).items():
+        expected[f"/dav/dispatch/team-{slug}~schedule/"] = f"{name} schedule"
+    assert {href: entry["displayname"] for href, entry in found.items()} == expected
+    assert {"/dav/dispatch/alice~jobs/", "/dav/dispatch/carol~personal/",
+            "/dav/dispatch/team-north~schedule/"} <= set(found)
+    assert not any("customer-" in href for href in found)
+    # writable where the target is, read-only for views
+    assert found["/dav/dispatch/bob~jobs/"]["write"]
+    assert found["/dav/dispatch/bob~personal/"]["write"]
+    assert not found["/dav/dispatch/team-north~schedule/"]["write"]
+    # by URL: a customer view in the dispatcher's home, read-only
+    customer = f"/dav/dispatch/customer-{seed.customer_ids[0]}~appointments/"
+    by_url = listing(as_user(client, seed.dispatcher), customer)
+    assert by_url[customer]["displayname"] == "Acme Compressed Air: appointments"
+    assert not by_url[customer]["write"]
+
+
+def test_technician_home_lists_the_team_view_read_only(client: Client, seed: Seed) -> None:
+    found = listing(as_user(client, seed.technicians["bob"]), "/dav/bob/")
+    assert {href: entry["displayname"] for href, entry in found.items()} == {
+        "/dav/bob/": None, "/dav/bob/jobs/": "Jobs", "/dav/bob/personal/": "Personal",
+        "/dav/bob/team-north~schedule/": "North team schedule"}
+    assert found["/dav/bob/jobs/"]["write"]
+    assert not found["/dav/bob/team-north~schedule/"]["write"]
+
+
+def test_alias_is_its_target(client: Client, db: Database, seed: Seed) -> None:
+    dispatcher = as_user(client, seed.dispatcher)
+    for alias, target in (("/dav/dispatch/alice~jobs/", "/dav/alice/jobs/"),
+                          ("/dav/dispatch/alice~personal/", "/dav/alice/personal/"),
+                          ("/dav/dispatch/team-north~schedule/", "/dav/team-north/schedule/")):
+        through, direct = listing(dispatcher, alias), listing(dispatcher, target)
+        assert {h.removeprefix(alias) for h in through} == {h.removeprefix(target) for h in direct}
+        for key in ("etag", "ctag", "token"):
+            assert through[alias][key] == direct[target][key], (alias, key)
+        row = collection_row(db, target.removeprefix("/dav/").rstrip("/"))
+        assert through[alias]["etag"] == f'"{row.id}-{row.sync_seq}"'
+        for href in direct:
+            if href != target:
+                item = href.removeprefix(target)
+                assert through[alias + item]["etag"] == direct[href]["etag"]
+        whole = dispatcher("GET", alias)
+        assert whole.status_code == 200 and whole.headers["ETag"] == through[alias]["etag"]
+        uids = {str(e["UID"]) for e in icalendar.Calendar.from_ical(whole.data).walk("VEVENT")}
+        same = {str(e["UID"])
+                for e in icalendar.Calendar.from_ical(dispatcher("GET", target).data).walk("VEVENT")}
+        assert uids == same and uids
+
+
+def test_queries_through_an_alias(client: Client, db: Database, seed: Seed) -> None:
+    dispatcher = as_user(client, seed.dispatcher)
+    week = dispatcher("REPORT", "/dav/dispatch/alice~jobs/", calendar_query(WEEK, WEEK + 7 * DAY),
+                      Depth="1", **XML)
+    assert week.status_code == 207
+    responses = parse_multistatus(week.data)
+    assert {r.href for r in responses} == {
+        f"/dav/dispatch/alice~jobs/{uid}.ics" for uid in seed.week_uids("alice")}
+    assert {str(vevent(r.calendar_data)["UID"]) for r in responses} == seed.week_uids("alice")
+    expanded = dispatcher("REPORT", "/dav/dispatch/alice~personal/",
+                          calendar_query(WEEK, WEEK + 21 * DAY, expand=True), Depth="1", **XML)
+    by_href = {r.href: r for r in parse_multistatus(expanded.data)}
+    breakfast = f"/dav/dispatch/alice~personal/{seed.recurring_href}"
+    assert set(by_href) == {breakfast, "/dav/dispatch/alice~personal/dentist.ics"}
+    events = icalendar.Calendar.from_ical(by_href[breakfast].calendar_data).walk("VEVENT")
+    assert sorted(e["DTSTART"].dt for e in events) == [at(1, 7), at(8, 7), at(15, 7)]
+    multiget = (
+        '<?xml version="1.0" encoding="utf-8"?><C:calendar-multiget xmlns:D="DAV:" '
+        'xmlns:C="urn:ietf:params:xml:ns:caldav"><D:prop><D:getetag/><C:calendar-data/></D:prop>'
+        f"<D:href>/dav/alice/team-north~schedule/{seed.jobs['bob'][0].href}</D:href>"
+        "<D:href>/dav/alice/team-north~schedule/nothing.ics</D:href></C:calendar-multiget>"
+    )
+    alice = as_user(client, seed.technicians["alice"])
+    got = alice("REPORT", "/dav/alice/team-north~schedule/", multiget, Depth="1", **XML)
+    status = {r.href: r.status for r in parse_multistatus(got.data)}
+    assert status == {f"/dav/alice/team-north~schedule/{seed.jobs['bob'][0].href}": 200,
+                      "/dav/alice/team-north~schedule/nothing.ics": 404}
+    item = alice("GET", f"/dav/alice/team-north~schedule/{seed.jobs['bob'][0].href}")
+    assert item.status_code == 200
+    assert item.headers["ETag"] == items_of(db, "team-north/schedule")[
+        seed.jobs["bob"][0].href].etag
+
+
+def test_sync_through_an_alias(client: Client, db: Database, seed: Seed) -> None:
+    made = fresh_technician(db, seed, "aliassync", [(at(31, 9), at(31, 10)), (at(31, 11), at(31, 12))])
+    first, second = made.booked
+    dispatcher = as_user(client, seed.dispatcher)
+    alias = f"/dav/dispatch/{made.account.login}~jobs/"
+    start = dispatcher("REPORT", alias, sync_collection(), Depth="1", **XML)
+    assert hrefs(start) == {alias + first.href, alias + second.href}
+    token = sync_token_of(start.data)
+    direct = as_user(client, made.account)("REPORT", f"/dav/{made.account.login}/jobs/",
+                                            sync_collection(), Depth="1", **XML)
+    assert sync_token_of(direct.data) == token
+    with domain(db) as ctx:
+        scheduling.reschedule(ctx, scheduling.get_appointment(ctx.session, second.appointment_id),
+                              at(31, 14), at(31, 15))
+    delta = dispatcher("REPORT", alias, sync_collection(token), Depth="1", **XML)
+    assert hrefs(delta) == {alias + second.href}
+    with domain(db) as ctx:
+        scheduling.reassign(ctx, scheduling.get_appointment(ctx.session, first.appointment_id), None)
+    gone = dispatcher("REPORT", alias, sync_collection(sync_token_of(delta.data)), Depth="1", **XML)
+    assert {r.href: r.status for r in parse_multistatus(gone.data)} == {alias + first.href: 404}
+
+
+def test_dispatcher_writes_through_an_alias(client: Client, db: Database, seed: Seed) -> None:
+    made = fresh_technician(db, seed, "aliaswrite", [(at(32, 9), at(32, 10)), (at(32, 11), at(32, 12))])
+    login, (mover, other) = made.account.login, made.booked
+    dispatcher = as_user(client, seed.dispatcher)
+    path = f"/dav/dispatch/{login}~jobs/{mover.href}"
+    original = dispatcher("GET", path)
+    assert original.status_code == 200
+    text = original.get_data(as_text=True)
+    clash = text.replace("DTSTART:20310404T090000Z", "DTSTART:20310404T113000Z").replace(
+        "DTEND:20310404T100000Z", "DTEND:20310404T123000Z")
+    assert clash != text
+    before = row_counts(db)
+    refused = dispatcher("PUT", path, clash, If_Match=original.headers["ETag"], **ICS)
+    assert refused.status_code == 409 and b"slot" in refused.data.lower()
+    assert row_counts(db) == before
+    moved = text.replace("DTSTART:20310404T090000Z", "DTSTART:20310404T140000Z").replace(
+        "DTEND:20310404T100000Z", "DTEND:20310404T150000Z")
+    response = dispatcher("PUT", path, moved, If_Match=original.headers["ETag"], **ICS)
+    assert response.status_code == 204, response.get_data(as_text=True)
+    with db.read() as session:
+        appointment = scheduling.get_appointment(session, mover.appointment_id)
+        assert (appointment.starts_at, appointment.technician_id is not None) == (at(32, 14), True)
+        entries = session.scalars(select(AuditEntry).where(
+            AuditEntry.entity == "appointment", AuditEntry.action == "appointment.reschedule",
+            AuditEntry.entity_id == str(mover.appointment_id))).all()
+        assert [(e.actor, e.channel) for e in entries] == [("dispatch", "caldav")]
+    own_view = as_user(client, made.account)("GET", f"/dav/{login}/jobs/{mover.href}")
+    assert "DTSTART:20310404T140000Z" in own_view.get_data(as_text=True)
+
+    personal = f"/dav/dispatch/{login}~personal/"
+    event = personal_event(f"course-{login}@example.test", "Course", at(33, 8), at(33, 12))
+    assert dispatcher("PUT", f"{personal}course.ics", event, **ICS).status_code == 201
+    assert "course.ics" in items_of(db, f"{login}/personal")
+    assert dispatcher("DELETE", f"{personal}course.ics").status_code == 200
+    assert "course.ics" not in items_of(db, f"{login}/personal")
+    assert dispatcher("DELETE", f"/dav/dispatch/{login}~jobs/{other.href}").status_code == 200
+    with db.read() as session:
+        assert scheduling.get_appointment(session, other.appointment_id).technician_id is None
+
+
+def test_aliases_refuse_writes_and_changes_to_themselves(
+    client: Client, db: Database, seed: Seed
+) -> None:
+    existing = seed.jobs["bob"][0].href
+    before = row_counts(db)
+    bob_row = collection_row(db, "bob/jobs")
+    text = personal_event("alias-view@example.test", "x", at(29, 9), at(29, 10))
+    patch = (
+        '<?xml version="1.0" encoding="utf-8"?><D:propertyupdate xmlns:D="DAV:"><D:set><D:prop>'
+        "<D:displayname>Mine</D:displayname></D:prop></D:set></D:propertyupdate>"
+    )
+    alice = as_user(client, seed.technicians["alice"])
+    team = "/dav/alice/team-north~schedule/"
+    for response in (alice("PUT", f"{team}new.ics", text, **ICS),
+                     alice("DELETE", f"{team}{existing}"),
+                     alice("PUT", f"{team}{existing}", text, **ICS),
+                     alice("PROPPATCH", team, patch, **XML),
+                     alice("DELETE", team)):
+        assert response.status_code == 403
+        assert b"read-only view" in response.data, response.data
+    dispatcher = as_user(client, seed.dispatcher)
+    assert b"read-only view" in dispatcher("PUT", "/dav/dispatch/team-north~schedule/new.ics",
+                                           text, **ICS).data
+    for response in (dispatcher("DELETE", "/dav/dispatch/bob~jobs/"),
+                     dispatcher("DELETE", "/dav/dispatch/bob~personal/"),
+                     dispatcher("PROPPATCH", "/dav/dispatch/bob~jobs/", patch, **XML)):
+        assert response.status_code == 403, response.status_code
+        assert b"'bob/jobs'" in response.data or b"'bob/personal'" in response.data, response.data
+    mkcalendar = (
+        '<?xml version="1.0" encoding="utf-8"?><C:mkcalendar xmlns:D="DAV:" '
+        'xmlns:C="urn:ietf:params:xml:ns:caldav"/>'
+    )
+    for who, path in ((dispatcher, "/dav/dispatch/bob~jobs/"), (dispatcher, "/dav/dispatch/x~y/"),
+                      (alice, "/dav/alice/team-north~schedule/"), (alice, "/dav/alice/a~b/")):
+        refused = who("MKCALENDAR", path, mkcalendar, **XML)
+        assert refused.status_code == 403 and b"reserved" in refused.data, path
+    assert row_counts(db) == before
+    assert collection_row(db, "bob/jobs").props == bob_row.props
+    with db.read() as session:
+        assert calendars.get_collection(session, "dispatch/x~y") is None
+
+
+def test_aliases_follow_the_rights_of_their_target(client: Client, db: Database, seed: Seed) -> None:
+    with domain(db) as ctx:
+        directory.add_team(ctx, "south", "South team")
+    southerner = fresh_technician(db, seed, "south", [], team_slug="south").account
+    south = as_user(client, southerner)
+    mine = listing(south, f"/dav/{southerner.login}/")
+    assert f"/dav/{southerner.login}/team-south~schedule/" in mine
+    assert f"/dav/{southerner.login}/team-north~schedule/" not in mine
+    refused = [
+        f"/dav/{southerner.login}/team-north~schedule/",  # not a member
+        f"/dav/{southerner.login}/alice~jobs/",  # another technician's calendars
+        f"/dav/{southerner.login}/alice~personal/",
+        f"/dav/{southerner.login}/customer-{seed.customer_ids[0]}~appointments/",
+        "/dav/alice/team-north~schedule/",  # someone else's home
+        f"/dav/alice/team-north~schedule/{seed.jobs['bob'][0].href}",
+    ]
+    for path in refused:
+        for method in ("GET", "PROPFIND"):
+            response = south(method, path, Depth="0")
+            assert response.status_code in (403, 404), (path, method, response.status_code)
+            assert seed.jobs["bob"][0].uid.encode() not in response.data
+    report = south("REPORT", f"/dav/{southerner.login}/team-north~schedule/",
+                   calendar_query(WEEK - 7 * DAY, WEEK + 14 * DAY), Depth="1", **XML)
+    assert report.status_code in (403, 404)
+    # an alias resolves only where its home would list it
+    dispatcher = as_user(client, seed.dispatcher)
+    assert dispatcher("PROPFIND", "/dav/carol/alice~jobs/", Depth="0").status_code == 404
+    assert dispatcher("PROPFIND", "/dav/alice/alice~jobs/", Depth="0").status_code == 404
+    assert dispatcher("PROPFIND", "/dav/dispatch/nobody~jobs/", Depth="0").status_code == 404
+
+
+def test_dispatcher_home_listing_does_not_grow_queries_with_technicians(
+    client: Client, db: Database, seed: Seed
+) -> None:
+    from sqlalchemy import event
+
+    statements: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.split(None, 1)[0].upper() == "SELECT":
+            statements.append(statement)
+
+    dispatcher = as_user(client, seed.dispatcher)
+
+    def queries_for_listing() -> tuple[int, int]:
+        statements.clear()
+        event.listen(db.engine, "before_cursor_execute", count)
+        try:
+            found = listing(dispatcher, "/dav/dispatch/")
+        finally:
+            event.remove(db.engine, "before_cursor_execute", count)
+        return len(statements), len(found)
+
+    listing(dispatcher, "/dav/dispatch/")  # credential last-used stamp out of the way
+    before, listed_before = queries_for_listing()
+    for n in range(20):
+        fresh_technician(db, seed, f"many{n}", [(at(34, 9), at(34, 10))], team_slug="north")
+    after, listed_after = queries_for_listing()
+    assert listed_after == listed_before + 40
+    assert after == before, statements
+    # login (credential, role, teams), Radicale's principal check, then the home:
+    # its principal, its own calendars, its aliases
+    assert after <= 7, statements
+
+
 # --------------------------------------------------------------------------- guards
 
 
