@@ -225,12 +225,17 @@ def hold(slug: str) -> Response:
                                error="Choose a time for the visit")
     settings = pagekit.settings()
     try:
+        with pagekit.database().read() as session:  # the slow part, outside the serialised write
+            service = booking.service_type_by_slug(session, slug)
+            slot = None if booking.by_booking_key(session, key) else booking.find_slot(
+                session, service, starts_at, utcnow(), settings.timezone)
         with pagekit.database().write() as session:
             service = booking.service_type_by_slug(session, slug)
             ctx = Context(session, pagekit.customer_actor(None, details.email, "booking"),
                           settings.organizer)
             appointment = booking.hold(ctx, service, starts_at, details.contact(),
-                                       idempotency_key=key, windows_zone=settings.timezone)
+                                       idempotency_key=key, windows_zone=settings.timezone,
+                                       slot=slot)
             ref = HoldRef(appointment.id, key, details.timezone)
     except NotFound:
         return _no_service()

@@ -21,6 +21,7 @@ from server.errors import Conflict, InvalidInput, SlotTaken
 from server.ical import Audience, render_appointment
 from server.models import Appointment, AppointmentStatus, ShareLink, utcnow
 from server.scheduling import booking
+from server.scheduling.availability import Slot
 from share import pagekit
 from share.booking import TAKEN, live_link, subscribe_urls
 from share.forms import parse_slot, parse_week
@@ -81,7 +82,7 @@ def _page(session: Session, token: str, link: ShareLink, appointment: Appointmen
         cutoff_hours=pagekit.settings().manage_cutoff_hours,
         cutoff_at=cutoff_at.astimezone(zone).strftime("%A %-d %B %Y, %H:%M"),
         csrf=pagekit.form_signer().csrf_token("manage", link.id, link.version),
-        subscribe=subscribe_urls(session, share) if share else None,
+        subscribe=subscribe_urls(session, share) if share and not cancelled else None,
         notice=notice, message=message, error=error, slot_error=slot_error,
         **pagekit.phone_values()), status)
 
@@ -153,6 +154,22 @@ def _act(token: str, link: ShareLink, action: Callable[[Context, Appointment], o
     return redirect(url_for(".page", token=token, done=done), 303)  # type: ignore[return-value]
 
 
+def _free_slot(token: str, starts_at: dt.datetime, windows_zone: str) -> Slot | None:
+    """The picked slot, read before the write; None leaves the checks to the domain call."""
+    with pagekit.database().read() as session:
+        found = _resolve(session, token)
+        if found is None:
+            return None
+        appointment = found[1]
+        now = utcnow()
+        service = appointment.service_type
+        if (service is None or appointment.status == AppointmentStatus.CANCELLED
+                or appointment.starts_at - now < _cutoff()):
+            return None  # refused by the domain with its own message
+        return booking.find_slot(session, service, starts_at, now, windows_zone,
+                                 exclude_id=appointment.id)
+
+
 @bp.post("/m/<token>/reschedule")
 def reschedule(token: str) -> Response:
     link = _guard(token)
@@ -162,10 +179,14 @@ def reschedule(token: str) -> Response:
     if starts_at is None:
         return _show(token, status=400, slot_error="Choose the new time for the visit")
     windows_zone = pagekit.settings().timezone
+    try:
+        slot = _free_slot(token, starts_at, windows_zone)
+    except SlotTaken:
+        return _show(token, status=409, message=TAKEN, around=starts_at)
 
     def move(ctx: Context, appointment: Appointment) -> object:
         return booking.customer_reschedule(ctx, appointment, starts_at, cutoff=_cutoff(),
-                                           windows_zone=windows_zone)
+                                           windows_zone=windows_zone, slot=slot)
 
     return _act(token, link, move, "moved", around=starts_at)
 

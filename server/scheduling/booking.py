@@ -201,7 +201,7 @@ def hold(ctx: Context, service_type: ServiceType, starts_at: dt.datetime, contac
     customer = _customer_for(ctx, contact)
     _guard_hoarding(ctx, customer, now)
     job = directory.add_job(ctx, customer, service_type.name, problem=contact.problem,
-                            source="web")
+                            source="web", site=_site_for(ctx, customer, contact))
     for candidate in candidates:
         try:
             return appointments.book(
