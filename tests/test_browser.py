@@ -140,7 +140,7 @@ def unique_email(tag: str) -> str:
 
 
 def fill_details(page: Page, site: Site, email: str, timezone: str, *, name: str = "Dana Customer",
-                 slug: str | None = None) -> None:
+                 slug: str | None = None, shots: Shots | None = None) -> None:
     page.goto(site.server.url("/book"))
     service = "Compressor repair" if slug is None else "Air system survey"
     page.get_by_role("link", name=f"Choose {service}").click()
@@ -152,6 +152,8 @@ def fill_details(page: Page, site: Site, email: str, timezone: str, *, name: str
     page.get_by_label("Email address").press_sequentially(email)
     page.get_by_label("Phone number").fill("+49 30 1234567")
     page.get_by_label("Your time zone").select_option(timezone)
+    if shots is not None:
+        shots(page, "2-details")
     page.get_by_role("button", name="Continue to choose a time").click()
     page.get_by_role("heading", name="Choose a time").wait_for()
 
@@ -177,23 +179,23 @@ def run_flow(page: Page, site: Site, shots: Shots, email: str, timezone: str) ->
     zone = ZoneInfo(timezone)
     page.goto(site.server.url("/book"))
     shots(page, "1-services")
-    fill_details(page, site, email, timezone)
-    shots(page, "2-slots")
+    fill_details(page, site, email, timezone, shots=shots)
+    shots(page, "3-slots")
     assert zone.key.replace("_", " ") in page.locator("main").inner_text()
     page.get_by_role("button", name="Next week ›").click()
     value, label = pick(page, 4)
     starts_at = dt.datetime.fromisoformat(value)
     assert label.startswith(starts_at.astimezone(zone).strftime("%H:%M"))
-    shots(page, "3-slot-picked")
+    shots(page, "4-slot-picked")
     page.get_by_role("button", name="Reserve this time").click()
     page.get_by_role("heading", name="Check and confirm your visit").wait_for()
-    shots(page, "4-hold")
+    shots(page, "5-hold")
     main = page.locator("main").inner_text()
     assert starts_at.astimezone(zone).strftime("%A %-d %B %Y") in main
     assert starts_at.astimezone(zone).strftime("%H:%M") in main
     page.get_by_role("button", name="Confirm booking").click()
     page.get_by_role("heading", name="Your visit is booked").wait_for()
-    shots(page, "5-confirmed")
+    shots(page, "6-confirmed")
     main = page.locator("main").inner_text()
     assert "Anna" in main and "Keller" not in main and "Hauptstraße 1" in main
     assert starts_at.astimezone(zone).strftime("%H:%M") in main
@@ -207,19 +209,19 @@ def run_flow(page: Page, site: Site, shots: Shots, email: str, timezone: str) ->
 
     page.get_by_role("link", name="Manage your booking").click()
     page.get_by_role("heading", name="Move to another time").wait_for()
-    shots(page, "6-manage")
+    shots(page, "7-manage")
     new_value, _label = pick(page, 6)
-    shots(page, "7-manage-picked")
+    shots(page, "8-manage-picked")
     page.get_by_role("button", name="Move my visit").click()
     page.get_by_text("Your visit has been moved").wait_for()
-    shots(page, "8-moved")
+    shots(page, "9-moved")
     assert dt.datetime.fromisoformat(new_value).astimezone(zone).strftime("%H:%M") in page.locator(
         "main").inner_text()
     [moved] = appointments_of(site.db, email)
     assert moved.starts_at == dt.datetime.fromisoformat(new_value)
     page.get_by_role("button", name="Cancel this visit").click()
     page.get_by_text("Your visit is cancelled").wait_for()
-    shots(page, "9-cancelled")
+    shots(page, "10-cancelled")
     assert page.locator("form").count() == 0
     [cancelled] = appointments_of(site.db, email)
     assert cancelled.status == AppointmentStatus.CANCELLED
