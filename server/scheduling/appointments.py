@@ -11,7 +11,7 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from server import audit, calendars, outbox
@@ -98,6 +98,22 @@ def release_expired_holds(ctx: Context, technician_id: int | None = None) -> int
     return len(expired)
 
 
+TECHNICIAN_LOCK_SPACE = 0x74656368
+
+
+def lock_technicians(session: Session, technician_ids: list[int]) -> None:
+    """Serialise writers per technician (PostgreSQL; SQLite writers are serial already).
+
+    Taken before the friendly check, so a later writer sees the earlier one's commit and
+    is refused at once; taken in id order, so two writers never wait on each other.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    for technician_id in sorted(set(technician_ids)):
+        session.execute(text("SELECT pg_advisory_xact_lock(:space, :id)"),
+                        {"space": TECHNICIAN_LOCK_SPACE, "id": technician_id})
+
+
 def check_free(
     session: Session, technician: User, starts_at: dt.datetime, ends_at: dt.datetime,
     exclude_id: int | None = None, service_type: ServiceType | None = None,
@@ -162,6 +178,7 @@ def book(
     if technician is not None:
         if technician.role != Role.TECHNICIAN:
             raise InvalidInput(f"{technician.login!r} is not a technician.")
+        lock_technicians(ctx.session, [technician.id])
         release_expired_holds(ctx, technician.id)
         check_free(ctx.session, technician, starts_at, ends_at, service_type=service_type)
     blocked_from, blocked_until = blocked_range(service_type, starts_at, ends_at)
@@ -209,6 +226,7 @@ def reschedule(ctx: Context, appointment: Appointment, starts_at: dt.datetime,
                                         appointment.technician):
         return appointment
     if target is not None:
+        lock_technicians(ctx.session, [target.id])
         release_expired_holds(ctx, target.id)
         check_free(ctx.session, target, starts_at, ends_at, appointment.id,
                    appointment.service_type)
@@ -235,6 +253,7 @@ def reassign(ctx: Context, appointment: Appointment, technician: User | None) ->
     if appointment.technician_id == (technician.id if technician else None):
         return appointment
     if technician is not None:
+        lock_technicians(ctx.session, [technician.id])
         release_expired_holds(ctx, technician.id)
         check_free(ctx.session, technician, appointment.starts_at, appointment.ends_at,
                    appointment.id, appointment.service_type)

@@ -151,6 +151,7 @@ def find_slot(session: Session, service_type: ServiceType, starts_at: dt.datetim
 def _free_technicians(ctx: Context, service_type: ServiceType, slot: Slot,
                       exclude_id: int | None = None) -> list[User]:
     """The slot's candidates still free now, fairest first (one indexed query each)."""
+    appointments.lock_technicians(ctx.session, list(slot.technician_ids))
     free = []
     for technician_id in slot.technician_ids:
         technician = ctx.session.get(User, technician_id)
