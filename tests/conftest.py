@@ -8,10 +8,12 @@ from collections.abc import Iterator
 import pytest
 from live import (
     LiveServer,
-    Seed,
     create_postgres_database,
     drop_postgres_database,
     postgres_problem,
+)
+from seeding import (
+    Seed,
     seed_base,
 )
 

@@ -8,19 +8,23 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from live import (
+from davkit import (
     ICS,
     XML,
-    LiveServer,
     RawResponse,
-    Seed,
-    at,
     calendar_query,
     dav_request,
-    items_of,
     parse_multistatus,
-    personal_event,
     raw_request,
+)
+from live import (
+    LiveServer,
+)
+from seeding import (
+    Seed,
+    at,
+    items_of,
+    personal_event,
     row_counts,
 )
 
@@ -147,6 +151,9 @@ TRAVERSALS = [
     "/dav/alice/../../etc/passwd",
     "/dav/alice/jobs/../../../../etc/passwd",
     "/dav/%2e%2e%2f%2e%2e%2fetc%2fpasswd",
+    "/dav/alice/bob%7Ejobs/",
+    "/dav/alice/bob%7ejobs/../../bob/jobs/",
+    "/dav/alice/team-north~schedule/../../bob/jobs/",
 ]
 
 
@@ -174,7 +181,13 @@ def test_path_traversal_never_reaches_other_data(
     no_passwd(response)
 
 
-OTHERS = ["/dav/bob/jobs/", "/dav/bob/personal/", "/dav/carol/jobs/", "/dav/bob/"]
+OTHERS = [
+    "/dav/bob/jobs/", "/dav/bob/personal/", "/dav/carol/jobs/", "/dav/bob/",
+    # views a home may show, asked for by URL by someone who may not hold them
+    "/dav/alice/bob~jobs/", "/dav/alice/bob~personal/", "/dav/alice/carol~jobs/",
+    "/dav/alice/customer-{customer}~appointments/", "/dav/alice/team-south~schedule/",
+    "/dav/alice/bob~jobs~x/", "/dav/customer-{customer}/appointments/",
+]
 
 
 @pytest.mark.parametrize("path", OTHERS)
@@ -182,6 +195,7 @@ def test_other_users_calendars_are_refused(
     live: LiveServer, seed: Seed, unchanged: None, path: str
 ) -> None:
     alice = seed.technicians["alice"]
+    path = path.format(customer=seed.customer_ids[0])
     requests_made = [
         dav_request(live, "GET", path, alice.auth),
         dav_request(live, "PROPFIND", path, alice.auth, headers={"Depth": "1"}),
@@ -192,6 +206,16 @@ def test_other_users_calendars_are_refused(
         assert response.status_code in (403, 404), (response.request.method,
                                                      response.status_code)
         assert not any(b.uid in response.text for b in seed.jobs["bob"] + seed.jobs["carol"])
+
+
+def test_a_team_view_is_refused_to_a_non_member(live: LiveServer, seed: Seed,
+                                               unchanged: None) -> None:
+    carol = seed.technicians["carol"]
+    for path in ("/dav/carol/team-north~schedule/", "/dav/team-north/schedule/"):
+        for method in ("GET", "PROPFIND"):
+            response = dav_request(live, method, path, carol.auth, headers={"Depth": "1"})
+            assert response.status_code in (403, 404), (path, method, response.status_code)
+            assert not any(b.uid in response.text for b in seed.jobs["alice"])
 
 
 def test_other_users_items_cannot_be_read_written_or_deleted(

@@ -11,24 +11,29 @@ from concurrent.futures import ThreadPoolExecutor
 import icalendar
 import pytest
 import requests
-from live import (
+from davkit import (
     ICS,
     XML,
+    basename,
+    dav_request,
+    moved,
+    parse_multistatus,
+    sync_collection,
+    sync_token_of,
+)
+from live import (
     LiveServer,
+)
+from seeding import (
     Seed,
     appointment_row,
     at,
-    basename,
     book_in_process,
     book_job,
-    dav_request,
     domain,
     fresh_technician,
     items_of,
-    parse_multistatus,
     personal_event,
-    sync_collection,
-    sync_token_of,
 )
 from sqlalchemy import select
 
@@ -38,15 +43,6 @@ from server.models import Appointment, AppointmentStatus, Change
 
 RACERS = 20
 pytestmark = pytest.mark.slow
-
-
-def moved_text(text: str, start: object, end: object) -> bytes:
-    calendar = icalendar.Calendar.from_ical(text)
-    event = next(iter(calendar.walk("VEVENT")))
-    for name, value in (("DTSTART", start), ("DTEND", end)):
-        event.pop(name, None)
-        event.add(name, value)
-    return calendar.to_ical()
 
 
 def in_slot(db: Database, technician_login: str, start: object, end: object) -> list[int]:
@@ -72,7 +68,7 @@ def test_twenty_conflicting_moves_one_wins(live: LiveServer, seed: Seed, db: Dat
         path = f"/dav/{account.login}/jobs/{booked.href}"
         current = dav_request(live, "GET", path, account.auth)
         assert current.status_code == 200
-        bodies.append((path, moved_text(current.text, *target), current.headers["ETag"]))
+        bodies.append((path, moved(current.text, *target), current.headers["ETag"]))
 
     barrier = threading.Barrier(RACERS)
 
@@ -90,11 +86,11 @@ def test_twenty_conflicting_moves_one_wins(live: LiveServer, seed: Seed, db: Dat
     assert len(winners) == 1, statuses
     assert all(r.status_code in (403, 409) for r in responses if r not in winners), statuses
     assert len(in_slot(db, account.login, *target)) == 1
-    moved = [b for b in fresh.booked
+    now_in_target = [b for b in fresh.booked
              if appointment_row(db, b.appointment_id).starts_at == target[0]]
-    assert len(moved) == 1
+    assert len(now_in_target) == 1
     for booked in fresh.booked:
-        if booked is not moved[0]:
+        if booked is not now_in_target[0]:
             row = appointment_row(db, booked.appointment_id)
             assert (row.starts_at, row.ends_at) == (booked.starts_at, booked.ends_at)
 
@@ -110,7 +106,7 @@ def test_twenty_bookings_from_separate_processes_one_wins(seed: Seed, db: Databa
             for i in range(RACERS)
         ]
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["live"])  # import once; every racer still opens its own engine
+    context.set_forkserver_preload(["seeding"])  # import once; every racer still opens its own engine
     barrier = context.Manager().Barrier(RACERS)
     with context.Pool(RACERS) as pool:
         pending = [pool.apply_async(book_in_process, (seed.url, job_id, login, start, end, barrier))
@@ -215,7 +211,7 @@ def test_two_phones_answer_one_job_with_the_same_etag(
     attendee = next(iter(calendar.walk("VEVENT")))["ATTENDEE"]
     assert str(attendee).lower() == f"mailto:{account.email}"
     attendee.params["PARTSTAT"] = "ACCEPTED"
-    bodies = [calendar.to_ical(), moved_text(current.text, at(24, 13), at(24, 14))]
+    bodies = [calendar.to_ical(), moved(current.text, at(24, 13), at(24, 14))]
     responses = race(2, lambda i: dav_request(live, "PUT", path, account.auth, body=bodies[i],
                                               headers={**ICS, "If-Match": etag}, timeout=60))
     statuses = [r.status_code for r in responses]

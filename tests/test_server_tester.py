@@ -16,7 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from live import LiveServer, Seed, fresh_technician
+from live import (
+    LiveServer,
+)
+from seeding import (
+    Seed,
+    fresh_technician,
+)
 
 from server.db import Database
 

@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pytest
 from live import (
-    Account,
     LiveServer,
+)
+from seeding import (
+    Account,
     Seed,
     appointment_row,
     at,
