@@ -1,7 +1,8 @@
 """Radicale storage plugin: the jobs database as CalDAV collections (DESIGN §5).
 
 Paths: "" (root) > "<principal>" (a login, "team-<slug>", "customer-<id>") >
-"<principal>/<calendar>" (a `Collection` row) > "<principal>/<calendar>/<href>".
+"<principal>/<calendar>" (a `Collection` row; in a person's home also the aliases
+of collections shown there, plugins.radicale.aliases) > "<principal>/<calendar>/<href>".
 `acquire_lock` is the request's database transaction; every write goes through
 the domain functions of `server/` with the acting user as a `caldav` Actor.
 """
