@@ -218,6 +218,27 @@ def test_a_team_view_is_refused_to_a_non_member(live: LiveServer, seed: Seed,
             assert not any(b.uid in response.text for b in seed.jobs["alice"])
 
 
+def test_views_a_home_shows_cannot_be_changed_there(live: LiveServer, seed: Seed, db: Database,
+                                                    unchanged: None) -> None:
+    alice, dispatcher = seed.technicians["alice"], seed.dispatcher
+    rename = PROPPATCH.replace("PAYLOAD", "renamed")
+    attempts = [
+        (alice, "DELETE", "/dav/alice/team-north~schedule/", None),
+        (alice, "PROPPATCH", "/dav/alice/team-north~schedule/", rename),
+        (alice, "MKCALENDAR", "/dav/alice/bob~jobs/", None),
+        (alice, "MKCALENDAR", "/dav/alice/my~calendar/", None),
+        (dispatcher, "DELETE", "/dav/dispatch/alice~personal/", None),
+        (dispatcher, "PROPPATCH", "/dav/dispatch/alice~jobs/", rename),
+    ]
+    for account, method, path, body in attempts:
+        response = dav_request(live, method, path, account.auth, body=body,
+                               headers=XML if body else {})
+        assert response.status_code == 403, (account.login, method, path, response.status_code)
+        assert response.text.strip(), "a refusal says why"
+    assert {i.uid for i in items_of(db, "alice/personal").values()} == {
+        seed.recurring_uid, seed.dentist_uid}
+
+
 def test_other_users_items_cannot_be_read_written_or_deleted(
     live: LiveServer, seed: Seed, db: Database, unchanged: None
 ) -> None:

@@ -285,6 +285,14 @@ def test_collection_tags_change_exactly_when_the_contents_do(
     assert collection_tags(live, account, path) == after
 
 
+def test_a_view_in_a_home_has_its_targets_tags(live: LiveServer, seed: Seed) -> None:
+    pairs = [(seed.technicians["alice"], "/dav/alice/team-north~schedule/",
+              "/dav/team-north/schedule/"),
+             (seed.dispatcher, "/dav/dispatch/bob~jobs/", "/dav/bob/jobs/")]
+    for account, alias, target in pairs:
+        assert collection_tags(live, account, alias) == collection_tags(live, account, target)
+
+
 def test_unknown_sync_token_gives_the_valid_sync_token_error(live: LiveServer, seed: Seed) -> None:
     alice = seed.technicians["alice"]
     for token in ("http://radicale.org/ns/sync/unknown-token", "not-a-token"):
