@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Row, select
 from sqlalchemy.orm import Session
 
-from server.calendars import customer_path, jobs_path, team_path
 from server.config import Settings
 from server.links import LinkAudience, SubjectKind
 from server.models import (
@@ -38,14 +39,25 @@ class Window:
                    midnight + dt.timedelta(days=settings.feed_future_days))
 
 
+@dataclass(frozen=True, order=True)
+class CollectionState:
+    id: int
+    sync_seq: int
+    updated_at: dt.datetime
+
+
 @dataclass(frozen=True)
 class FeedPlan:
-    """A feed: calendar views shown as they are stored, and calendars shown as busy time."""
+    """A feed: calendar views shown as they are stored, and calendars shown as busy time.
+
+    It carries the state (sync_seq) of every collection it reads, so the validator
+    needs no further query.
+    """
 
     link: ShareLink
     name: str
-    view_ids: tuple[int, ...]
-    busy_ids: tuple[int, ...]
+    views: tuple[CollectionState, ...]
+    busy: tuple[CollectionState, ...]
     appointment_id: int | None
 
     @property
@@ -53,49 +65,67 @@ class FeedPlan:
         return self.link.audience == LinkAudience.FREEBUSY
 
     @property
-    def collection_ids(self) -> tuple[int, ...]:
-        return self.view_ids + self.busy_ids
+    def view_ids(self) -> tuple[int, ...]:
+        return tuple(c.id for c in self.views)
+
+    @property
+    def busy_ids(self) -> tuple[int, ...]:
+        return tuple(c.id for c in self.busy)
 
 
-def _ids(session: Session, *conditions: object) -> tuple[int, ...]:
-    return tuple(session.scalars(select(Collection.id).where(*conditions).order_by(Collection.id)))
+STATE = (Collection.id, Collection.sync_seq, Collection.updated_at)
+
+
+def _states(rows: Sequence[Row[Any]]) -> tuple[CollectionState, ...]:
+    return tuple(sorted(CollectionState(r.id, r.sync_seq, r.updated_at) for r in rows))
 
 
 def plan_for(session: Session, link: ShareLink) -> FeedPlan | None:
-    """The feed plan of a live link, or None when its subject no longer exists."""
+    """The feed plan of a live link (one query), or None when its subject no longer exists."""
     kind = SubjectKind(link.subject_kind)
     appointment_id = None
-    busy: tuple[int, ...] = ()
+    busy: tuple[CollectionState, ...] = ()
     if kind is SubjectKind.TECHNICIAN:
-        user = session.get(User, link.subject_id)
-        if user is None:
+        rows = session.execute(
+            select(User.name, Collection.kind, *STATE)
+            .join(Collection, Collection.owner_id == User.id)
+            .where(User.id == link.subject_id,
+                   Collection.kind.in_((CollectionKind.JOBS, CollectionKind.CALENDAR)))
+        ).all()
+        if not rows:
             return None
-        name = f"{user.name}: jobs"
-        views = _ids(session, Collection.path == jobs_path(user.login))
-        busy = _ids(session, Collection.owner_id == user.id,
-                    Collection.kind == CollectionKind.CALENDAR)
+        name = f"{rows[0].name}: jobs"
+        views = _states([r for r in rows if r.kind == CollectionKind.JOBS])
+        busy = _states([r for r in rows if r.kind == CollectionKind.CALENDAR])
     elif kind is SubjectKind.TEAM:
-        team = session.get(Team, link.subject_id)
-        if team is None:
+        rows = session.execute(
+            select(Team.name, *STATE).join(Collection, Collection.team_id == Team.id)
+            .where(Team.id == link.subject_id, Collection.kind == CollectionKind.TEAM)
+        ).all()
+        if not rows:
             return None
-        name = f"{team.name} schedule"
-        views = _ids(session, Collection.path == team_path(team.slug))
+        name = f"{rows[0].name} schedule"
+        views = _states(rows)
     elif kind is SubjectKind.CUSTOMER:
-        customer = session.get(Customer, link.subject_id)
-        if customer is None:
+        rows = session.execute(
+            select(Customer.name, *STATE).join(Collection, Collection.customer_id == Customer.id)
+            .where(Customer.id == link.subject_id, Collection.kind == CollectionKind.CUSTOMER)
+        ).all()
+        if not rows:
             return None
-        name = f"{customer.name}: service visits"
-        views = _ids(session, Collection.path == customer_path(customer.id))
+        name = f"{rows[0].name}: service visits"
+        views = _states(rows)
     else:
-        row = session.execute(
-            select(Job.customer_id, Job.title)
+        rows = session.execute(
+            select(Job.title, *STATE)
             .join(Appointment, Appointment.job_id == Job.id)
-            .where(Appointment.id == link.subject_id)
-        ).first()
-        if row is None:
+            .join(Collection, Collection.customer_id == Job.customer_id)
+            .where(Appointment.id == link.subject_id, Collection.kind == CollectionKind.CUSTOMER)
+        ).all()
+        if not rows:
             return None
-        name = f"Service visit: {row.title}"
-        views = _ids(session, Collection.path == customer_path(row.customer_id))
+        name = f"Service visit: {rows[0].title}"
+        views = _states(rows)
         appointment_id = link.subject_id
     if link.audience == LinkAudience.FREEBUSY:
         name = f"Availability: {name}"
@@ -108,14 +138,10 @@ class Validator:
     last_modified: dt.datetime
 
 
-def validator(session: Session, plan: FeedPlan, window: Window, settings: Settings) -> Validator:
-    """One indexed query: the ETag changes whenever anything in the feed can change."""
-    rows = session.execute(
-        select(Collection.id, Collection.sync_seq, Collection.updated_at)
-        .where(Collection.id.in_(plan.collection_ids))
-        .order_by(Collection.id)
-    ).all()
-    state = ";".join(f"{cid}:{seq}" for cid, seq, _ in rows)
+def validator(plan: FeedPlan, window: Window, settings: Settings) -> Validator:
+    """The ETag changes whenever anything in the feed can change; no query needed."""
+    states = sorted(plan.views + plan.busy)
+    state = ";".join(f"{c.id}:{c.sync_seq}" for c in states)
     key = "|".join((
         FEED_FORMAT, str(plan.link.id), str(plan.link.version), plan.link.audience,
         str(plan.appointment_id), state, window.start.date().isoformat(),
@@ -124,5 +150,5 @@ def validator(session: Session, plan: FeedPlan, window: Window, settings: Settin
     ))
     etag = '"' + hashlib.sha256(key.encode("utf-8")).hexdigest()[:32] + '"'
     midnight = window.start + dt.timedelta(days=settings.feed_past_days)
-    newest = max((updated for _, _, updated in rows), default=midnight)
+    newest = max((c.updated_at for c in states), default=midnight)
     return Validator(etag, max(newest, midnight).replace(microsecond=0))

@@ -81,7 +81,7 @@ def feed(token: str) -> Response:
         plan = plan_for(session, link)
         if plan is None:
             return not_found()
-        found = validator(session, plan, window, settings)
+        found = validator(plan, window, settings)
         needs_touch = links.use_is_stale(link, request.user_agent.string, now)
         headers = _headers(found)
         if _not_modified(found):
