@@ -16,12 +16,13 @@ from zoneinfo import ZoneInfo
 import icalendar
 from sqlalchemy import select
 
-from server import calendars, directory, scheduling
+from server import calendars, directory, links, scheduling
 from server.context import Context
-from server.models import Appointment, AppointmentStatus, Customer, JobStatus, Role, User
+from server.models import Appointment, AppointmentStatus, Customer, JobStatus, Role, ShareLink, User
 from server.scheduling import capacity
 
 PASSWORD_LABEL = "demo"
+BUSINESS_TIMEZONE = "Europe/Berlin"
 DAYS_BACK = 7
 DAYS_AHEAD = 7
 
@@ -214,10 +215,46 @@ def load(ctx: Context, today: dt.date, now: dt.datetime) -> None:
     if len(future) > 3:
         scheduling.cancel(ctx, future[len(future) // 2], "Customer postponed: plant shutdown.")
     _book_unassigned(ctx, customers[CUSTOMERS[0].name], today)
+    _add_booking_and_links(ctx, customers[CUSTOMERS[0].name])
     for person in TECHNICIANS:
         collection = calendars.require_collection(ctx.session, calendars.personal_path(person.login))
         for uid, text in personal_events(person, today, now):
             calendars.put_item(ctx, collection, f"{uid}.ics", text)
+
+
+SERVICE_TYPES = (
+    # slug, name, minutes, skills, arrival windows (business time zone), capacity per window
+    ("repair", "Repair visit", 120, (), (), 0),
+    ("annual-service", "Annual service", 90, (), ("08:00-12:00", "12:00-17:00"), 3),
+    ("screw-overhaul", "Rotary screw overhaul", 240, ("rotary-screw",), (), 0),
+)
+SHOWCASE_LINKS = (
+    # label, purpose, subject (customer:N is the first demo customer), audience
+    ("Customer page (first demo customer)", links.Purpose.SHARE, "customer:first", None),
+    ("Berlin crew week view", links.Purpose.SHARE, "team:berlin", None),
+    ("Anna's jobs feed (subscribe)", links.Purpose.FEED, "technician:anna", None),
+    ("Anna's free/busy feed", links.Purpose.FEED, "technician:anna", links.LinkAudience.FREEBUSY),
+)
+
+
+def _add_booking_and_links(ctx: Context, first_customer: Customer) -> None:
+    for slug, name, minutes, skills, windows, per_window in SERVICE_TYPES:
+        capacity.add_service_type(ctx, slug, name, duration_minutes=minutes, skills=list(skills),
+                                  buffer_after_minutes=15, travel_minutes=30,
+                                  arrival_windows=list(windows), window_capacity=per_window)
+    for label, purpose, subject_text, audience in SHOWCASE_LINKS:
+        subject = links.parse_subject(ctx.session,
+                                      subject_text.replace("first", str(first_customer.id)))
+        links.issue(ctx, purpose, subject, audience=audience, label=f"demo: {label}")
+
+
+def showcase_links(ctx: Context) -> list[tuple[str, ShareLink]]:
+    """The demo's links to show after `init --demo`: (label, link)."""
+    found = ctx.session.scalars(
+        select(ShareLink).where(ShareLink.label.like("demo: %"), ShareLink.revoked_at.is_(None),
+                                ShareLink.parent_id.is_(None))
+        .order_by(ShareLink.id)).all()
+    return [(link.label.removeprefix("demo: "), link) for link in found]
 
 
 def _book_unassigned(ctx: Context, customer: Customer, today: dt.date) -> None:

@@ -15,6 +15,7 @@ import click
 
 from server import demo, notify
 from server.cli.common import Runtime, json_option, pass_runtime, print_json
+from server.cli.links import link_url
 from server.config import CONFIG_FILE_NAME
 from server.migrate import upgrade
 from server.models import utcnow
@@ -23,6 +24,15 @@ from server.worker import Stats, Worker, load_handlers
 
 SECRET_KEY_BYTES = 48
 ONCE_MAX_CYCLES = 100
+
+
+def write_setting(instance: Path, key: str, value: str) -> Path:
+    """Append KEY=VALUE to the instance's env file (mode 0600)."""
+    path = instance / CONFIG_FILE_NAME
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    with os.fdopen(descriptor, "a", encoding="utf-8") as env_file:
+        env_file.write(f"{key}={value}\n")
+    return path
 
 
 def write_secret_key(instance: Path) -> Path:
@@ -53,13 +63,18 @@ def init(runtime: Runtime, with_demo: bool, as_json: bool) -> None:
         path = write_secret_key(settings.instance_path)
         notes.append(f"Generated a secret key in {path}.")
         settings = runtime.reload()
+    if with_demo and "FIELDCAL_TIMEZONE" not in settings.extra:
+        write_setting(settings.instance_path, "FIELDCAL_TIMEZONE", demo.BUSINESS_TIMEZONE)
+        settings = runtime.reload()
     upgrade(runtime.database)
     notes.append(f"Database ready: {runtime.database.engine.url.render_as_string(hide_password=True)}")
     accounts: list[demo.DemoAccount] = []
+    pages: list[tuple[str, str]] = []
     if with_demo:
         with runtime.write() as ctx:
             loaded = demo.ensure(ctx, dt.datetime.now(dt.UTC).date(), utcnow())
             accounts = demo.issue_passwords(ctx)
+            pages = [(label, link_url(runtime, link)) for label, link in demo.showcase_links(ctx)]
         notes.append("Demo data loaded." if loaded else "Demo data was already there; not loaded again.")
     elif not settings.secret_keys:
         notes.append("Set FIELDCAL_SECRET_KEYS (e.g. in "
@@ -76,6 +91,9 @@ def init(runtime: Runtime, with_demo: bool, as_json: bool) -> None:
         click.echo("Demo accounts (new app passwords, shown only now):")
         for account in accounts:
             click.echo(f"  {account.login:<8} {account.role:<11} {account.password}")
+        click.echo(f"\nBooking page: {settings.base_url}/book")
+        for label, url in pages:
+            click.echo(f"{label}: {url}")
 
 
 @click.command("serve")
