@@ -11,9 +11,8 @@ from feeds.assemble import assemble
 from feeds.cache import BodyCache
 from feeds.plan import Validator, Window, plan_for, validator
 from server import links
-from server.config import Settings
-from server.db import Database
 from server.models import ShareLink, utcnow
+from server.webcontext import database, link_signer, settings
 
 log = logging.getLogger(__name__)
 bp = Blueprint("feeds", __name__)
@@ -24,18 +23,6 @@ COMMON_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "X-Content-Type-Options": "nosniff",
 }
-
-
-def _settings() -> Settings:
-    return current_app.config["FIELDCAL"]
-
-
-def _database() -> Database:
-    return current_app.extensions["fieldcal.db"]
-
-
-def _signer() -> links.LinkSigner:
-    return current_app.extensions["fieldcal.signer"]
 
 
 def _cache() -> BodyCache:
@@ -68,20 +55,20 @@ def _headers(found: Validator) -> dict[str, str]:
 
 @bp.route("/feeds/<token>.ics", methods=["GET", "HEAD"])
 def feed(token: str) -> Response:
-    settings = _settings()
-    database = _database()
+    config = settings()
+    db = database()
     now = utcnow()
-    window = Window.around(now.date(), settings)
-    with database.read() as session:
+    window = Window.around(now.date(), config)
+    with db.read() as session:
         try:
-            link = links.resolve(session, _signer(), token, links.Purpose.FEED)
+            link = links.resolve(session, link_signer(), token, links.Purpose.FEED)
         except links.InvalidLink as exc:
             log.info("feed %s refused: %s", links.redact(token), exc.reason)
             return not_found()
         plan = plan_for(session, link)
         if plan is None:
             return not_found()
-        found = validator(plan, window, settings)
+        found = validator(plan, window, config)
         needs_touch = links.use_is_stale(link, request.user_agent.string, now)
         headers = _headers(found)
         if _not_modified(found):
@@ -90,12 +77,12 @@ def feed(token: str) -> Response:
             body = _cache().get(found.etag)
             if body is None:
                 body = assemble(session, plan, window, now=now,
-                                refresh_minutes=settings.feed_refresh_minutes,
-                                max_bytes=settings.feed_max_bytes)
+                                refresh_minutes=config.feed_refresh_minutes,
+                                max_bytes=config.feed_max_bytes)
                 _cache().put(found.etag, body)
             response = Response(body, 200, headers, content_type="text/calendar; charset=utf-8")
     if needs_touch:
-        with database.write() as session:
+        with db.write() as session:
             fresh = session.get(ShareLink, link.id)
             if fresh is not None:
                 links.record_use(session, fresh, request.user_agent.string)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask, current_app, jsonify
+from flask import Flask, jsonify
 
 from feeds.cache import BodyCache
 from feeds.routes import bp as feeds_bp
 from server.config import Settings, load_settings
-from server.db import Database, get_database
+from server.db import get_database
 from server.errors import FieldcalError
 from server.links import LinkSigner
 from share.booking import bp as booking_bp
@@ -42,10 +42,3 @@ def create_app(test_config: dict[str, Any] | None = None, settings: Settings | N
 
     return app
 
-
-def database() -> Database:
-    return current_app.extensions["fieldcal.db"]
-
-
-def settings() -> Settings:
-    return current_app.config["FIELDCAL"]

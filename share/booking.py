@@ -21,6 +21,7 @@ from server.context import Context
 from server.errors import Conflict, InvalidInput, NotFound
 from server.models import Appointment, AppointmentStatus, ServiceType, ShareLink, utcnow
 from server.scheduling import booking
+from server.webcontext import database, link_signer, settings
 from share import pagekit
 from share.forms import (
     Details,
@@ -86,7 +87,7 @@ def subscribe_urls(session: Session, link: ShareLink) -> dict[str, str] | None:
     feed = links.companion_feed(session, link)
     if feed is None:
         return None
-    https = f"{pagekit.settings().base_url}/feeds/{pagekit.link_signer().dumps(feed)}.ics"
+    https = f"{settings().base_url}/feeds/{link_signer().dumps(feed)}.ics"
     return {"https": https, "webcal": "webcal://" + https.split("://", 1)[1]}
 
 
@@ -105,7 +106,7 @@ def picker_page(session: Session, service: ServiceType, details: Details, *, sta
                 requested: dt.date | None = None, around: dt.datetime | None = None,
                 message: str = "", error: str = "") -> Response:
     week = week_of(session, service, details.zone, now=utcnow(),
-                   windows_zone=pagekit.settings().timezone, requested=requested, around=around)
+                   windows_zone=settings().timezone, requested=requested, around=around)
     return _render("share/book_slots.html", status, service=service, details=details,
                    details_token=pagekit.form_signer().details_token(details),
                    key=new_idempotency_key(), week=week, message=message, error=error)
@@ -135,7 +136,7 @@ def details_of(appointment: Appointment, timezone: str) -> Details:
 
 @bp.get("/book")
 def services() -> Response:
-    with pagekit.database().read() as session:
+    with database().read() as session:
         found = session.scalars(select(ServiceType).where(ServiceType.active.is_(True))
                                 .order_by(ServiceType.name, ServiceType.id))
         views = [ServiceView(s.slug, s.name, s.description, _duration(s.duration_minutes))
@@ -145,11 +146,11 @@ def services() -> Response:
 
 @bp.get("/book/<slug>/details")
 def details_form(slug: str) -> Response:
-    with pagekit.database().read() as session:
+    with database().read() as session:
         service = _service(session, slug)
         if service is None:
             return _no_service()
-        return _details_page(service, Details(timezone=pagekit.settings().timezone), {})
+        return _details_page(service, Details(timezone=settings().timezone), {})
 
 
 @bp.post("/book/<slug>/details")
@@ -157,8 +158,8 @@ def details_submit(slug: str) -> Response:
     limited = pagekit.rate_limited("book")
     if limited is not None:
         return limited
-    details, errors = parse_details(request.form, pagekit.settings().timezone)
-    with pagekit.database().read() as session:
+    details, errors = parse_details(request.form, settings().timezone)
+    with database().read() as session:
         service = _service(session, slug)
         if service is None:
             return _no_service()
@@ -172,7 +173,7 @@ def details_edit(slug: str) -> Response:
     details = _posted_details()
     if details is None:
         return _details_lost()
-    with pagekit.database().read() as session:
+    with database().read() as session:
         service = _service(session, slug)
         if service is None:
             return _no_service()
@@ -192,7 +193,7 @@ def slots(slug: str) -> Response:
     details = _posted_details()
     if details is None:
         return _details_lost()
-    with pagekit.database().read() as session:
+    with database().read() as session:
         service = _service(session, slug)
         if service is None:
             return _no_service()
@@ -201,7 +202,7 @@ def slots(slug: str) -> Response:
 
 
 def _held_with(key: str) -> Appointment | None:
-    with pagekit.database().read() as session:
+    with database().read() as session:
         return booking.by_booking_key(session, key)
 
 
@@ -216,25 +217,25 @@ def hold(slug: str) -> Response:
     key = request.form.get("key", "")
     starts_at = parse_slot(request.form.get("slot", ""))
     if not valid_key(key) or starts_at is None:
-        with pagekit.database().read() as session:
+        with database().read() as session:
             service = _service(session, slug)
             if service is None:
                 return _no_service()
             return picker_page(session, service, details, status=400,
                                requested=parse_week(request.form.get("week", "")),
                                error="Choose a time for the visit")
-    settings = pagekit.settings()
+    config = settings()
     try:
-        with pagekit.database().read() as session:  # the slow part, outside the serialised write
+        with database().read() as session:  # the slow part, outside the serialised write
             service = booking.service_type_by_slug(session, slug)
             slot = None if booking.by_booking_key(session, key) else booking.find_slot(
-                session, service, starts_at, utcnow(), settings.timezone)
-        with pagekit.database().write() as session:
+                session, service, starts_at, utcnow(), config.timezone)
+        with database().write() as session:
             service = booking.service_type_by_slug(session, slug)
             ctx = Context(session, pagekit.customer_actor(None, details.email, "booking"),
-                          settings.organizer)
+                          config.organizer)
             appointment = booking.hold(ctx, service, starts_at, details.contact(),
-                                       idempotency_key=key, windows_zone=settings.timezone,
+                                       idempotency_key=key, windows_zone=config.timezone,
                                        slot=slot)
             ref = HoldRef(appointment.id, key, details.timezone)
     except NotFound:
@@ -243,7 +244,7 @@ def hold(slug: str) -> Response:
         return pagekit.problem(409, "You already have visits booked", exc.message, start_over=False)
     except InvalidInput as exc:
         log.info("hold refused: %s", type(exc).__name__)
-        with pagekit.database().read() as session:
+        with database().read() as session:
             service = _service(session, slug)
             if service is None:
                 return _no_service()
@@ -253,7 +254,7 @@ def hold(slug: str) -> Response:
         if existing is not None:
             ref = HoldRef(existing.id, key, details.timezone)
         else:
-            with pagekit.database().read() as session:
+            with database().read() as session:
                 service = _service(session, slug)
                 if service is None:
                     return _no_service()
@@ -296,7 +297,7 @@ def held(token: str) -> Response:
     ref = pagekit.form_signer().load_hold(token)
     if ref is None:
         return pagekit.not_found()
-    with pagekit.database().read() as session:
+    with database().read() as session:
         appointment = _appointment_for(session, ref)
         if appointment is None:
             return pagekit.not_found()
@@ -336,7 +337,7 @@ def confirm(token: str) -> Response:
     if refused is not None:
         return refused
     try:
-        with pagekit.database().write() as session:
+        with database().write() as session:
             appointment = _appointment_for(session, ref)
             if appointment is None:
                 return pagekit.not_found()
@@ -344,11 +345,11 @@ def confirm(token: str) -> Response:
                 return redirect(url_for(".confirmed", token=token), 303)  # type: ignore[return-value]
             customer = appointment.job.customer
             ctx = Context(session, pagekit.customer_actor(customer, customer.email, "booking"),
-                          pagekit.settings().organizer)
+                          settings().organizer)
             booking.confirm(ctx, appointment)
             _share_link(ctx, appointment)
     except booking.HoldExpired:
-        with pagekit.database().read() as session:
+        with database().read() as session:
             appointment = _appointment_for(session, ref)
             if appointment is None:
                 return pagekit.not_found()
@@ -361,13 +362,13 @@ def confirmed(token: str) -> Response:
     ref = pagekit.form_signer().load_hold(token)
     if ref is None:
         return pagekit.not_found()
-    with pagekit.database().read() as session:
+    with database().read() as session:
         appointment = _appointment_for(session, ref)
         if appointment is None:
             return pagekit.not_found()
         if not _was_confirmed(session, appointment):
             return redirect(url_for(".held", token=token), 303)  # type: ignore[return-value]
-        signer = pagekit.link_signer()
+        signer = link_signer()
         manage = live_link(session, links.Purpose.MANAGE, appointment.id)
         share = live_link(session, links.Purpose.SHARE, appointment.id)
         share_token = signer.dumps(share) if share else ""
@@ -375,8 +376,8 @@ def confirmed(token: str) -> Response:
             "share/book_confirmed.html",
             visit=visit_view(appointment, ZoneInfo(ref.timezone)),
             email=appointment.job.customer.email,
-            cutoff_hours=pagekit.settings().manage_cutoff_hours,
-            manage_url=(pagekit.settings().base_url + url_for("manage.page", token=signer.dumps(manage))
+            cutoff_hours=settings().manage_cutoff_hours,
+            manage_url=(settings().base_url + url_for("manage.page", token=signer.dumps(manage))
                         if manage else ""),
             ics_url=(url_for("share.visit_ics", token=share_token, appointment_id=appointment.id)
                      if share else ""),

@@ -22,6 +22,7 @@ from server.ical import Audience, render_appointment
 from server.models import Appointment, AppointmentStatus, ShareLink, utcnow
 from server.scheduling import booking
 from server.scheduling.availability import Slot
+from server.webcontext import database, link_signer, settings
 from share import pagekit
 from share.booking import TAKEN, live_link, subscribe_urls
 from share.forms import parse_slot, parse_week
@@ -42,12 +43,12 @@ class _Gone(Exception):
 
 
 def _cutoff() -> dt.timedelta:
-    return dt.timedelta(hours=pagekit.settings().manage_cutoff_hours)
+    return dt.timedelta(hours=settings().manage_cutoff_hours)
 
 
 def _resolve(session: Session, token: str) -> tuple[ShareLink, Appointment] | None:
     try:
-        link = links.resolve(session, pagekit.link_signer(), token, links.Purpose.MANAGE)
+        link = links.resolve(session, link_signer(), token, links.Purpose.MANAGE)
     except links.InvalidLink as exc:
         log.info("manage page %s refused: %s", links.redact(token), exc.reason)
         return None
@@ -71,7 +72,7 @@ def _page(session: Session, token: str, link: ShareLink, appointment: Appointmen
     service = appointment.service_type
     week = None
     if not cancelled and not past_cutoff and service is not None and service.active:
-        week = week_of(session, service, zone, now=now, windows_zone=pagekit.settings().timezone,
+        week = week_of(session, service, zone, now=now, windows_zone=settings().timezone,
                        requested=parse_week(request.args.get("week", "")),
                        around=around or appointment.starts_at,
                        exclude_appointment_id=appointment.id, skip=appointment.starts_at)
@@ -79,7 +80,7 @@ def _page(session: Session, token: str, link: ShareLink, appointment: Appointmen
     return make_response(render_template(
         "share/manage.html", token=token, visit=visit_view(appointment, zone), week=week,
         past=appointment.ends_at <= now, past_cutoff=past_cutoff,
-        cutoff_hours=pagekit.settings().manage_cutoff_hours,
+        cutoff_hours=settings().manage_cutoff_hours,
         cutoff_at=cutoff_at.astimezone(zone).strftime("%A %-d %B %Y, %H:%M"),
         csrf=pagekit.form_signer().csrf_token("manage", link.id, link.version),
         subscribe=subscribe_urls(session, share) if share and not cancelled else None,
@@ -89,7 +90,7 @@ def _page(session: Session, token: str, link: ShareLink, appointment: Appointmen
 
 @bp.get("/m/<token>")
 def page(token: str) -> Response:
-    with pagekit.database().read() as session:
+    with database().read() as session:
         found = _resolve(session, token)
         if found is None:
             return pagekit.not_found()
@@ -98,12 +99,12 @@ def page(token: str) -> Response:
 
 @bp.get("/m/<token>/visit.ics")
 def visit_ics(token: str) -> Response:
-    with pagekit.database().read() as session:
+    with database().read() as session:
         found = _resolve(session, token)
         if found is None:
             return pagekit.not_found()
         appointment = found[1]
-        text = render_appointment(appointment, Audience.CUSTOMER, pagekit.settings().organizer)
+        text = render_appointment(appointment, Audience.CUSTOMER, settings().organizer)
     return Response(text.encode("utf-8"), 200, {
         "Content-Type": "text/calendar; charset=utf-8",
         "Content-Disposition": f'attachment; filename="service-visit-{appointment.id}.ics"',
@@ -111,7 +112,7 @@ def visit_ics(token: str) -> Response:
 
 
 def _show(token: str, **options: object) -> Response:
-    with pagekit.database().read() as session:
+    with database().read() as session:
         found = _resolve(session, token)
         if found is None:
             return pagekit.not_found()
@@ -123,7 +124,7 @@ def _guard(token: str) -> Response | ShareLink:
     limited = pagekit.rate_limited("manage")
     if limited is not None:
         return limited
-    with pagekit.database().read() as session:
+    with database().read() as session:
         found = _resolve(session, token)
         if found is None:
             return pagekit.not_found()
@@ -134,14 +135,14 @@ def _guard(token: str) -> Response | ShareLink:
 def _act(token: str, link: ShareLink, action: Callable[[Context, Appointment], object], done: str,
          around: dt.datetime | None = None) -> Response:
     try:
-        with pagekit.database().write() as session:
+        with database().write() as session:
             current = _resolve(session, token)
             if current is None or current[0].version != link.version:
                 raise _Gone()
             appointment = current[1]
             customer = appointment.job.customer
             ctx = Context(session, pagekit.customer_actor(customer, customer.email, "manage"),
-                          pagekit.settings().organizer)
+                          settings().organizer)
             action(ctx, appointment)
     except _Gone:
         return pagekit.not_found()
@@ -156,7 +157,7 @@ def _act(token: str, link: ShareLink, action: Callable[[Context, Appointment], o
 
 def _free_slot(token: str, starts_at: dt.datetime, windows_zone: str) -> Slot | None:
     """The picked slot, read before the write; None leaves the checks to the domain call."""
-    with pagekit.database().read() as session:
+    with database().read() as session:
         found = _resolve(session, token)
         if found is None:
             return None
@@ -178,7 +179,7 @@ def reschedule(token: str) -> Response:
     starts_at = parse_slot(request.form.get("slot", ""))
     if starts_at is None:
         return _show(token, status=400, slot_error="Choose the new time for the visit")
-    windows_zone = pagekit.settings().timezone
+    windows_zone = settings().timezone
     try:
         slot = _free_slot(token, starts_at, windows_zone)
     except SlotTaken:

@@ -8,28 +8,15 @@ import secrets
 
 from flask import Response, current_app, make_response, render_template, request
 
-from server import links, ratelimit
+from server import ratelimit
 from server.actors import Actor
-from server.config import Settings
-from server.db import Database
 from server.models import Customer
+from server.webcontext import database, settings
 from share.forms import FormSigner, cross_origin
 from share.routes import SECURITY_HEADERS
 
 RATE_WINDOW = dt.timedelta(minutes=1)
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-
-
-def settings() -> Settings:
-    return current_app.config["FIELDCAL"]
-
-
-def database() -> Database:
-    return current_app.extensions["fieldcal.db"]
-
-
-def link_signer() -> links.LinkSigner:
-    return current_app.extensions["fieldcal.signer"]
 
 
 def form_signer() -> FormSigner:

@@ -6,14 +6,13 @@ import datetime as dt
 import logging
 from zoneinfo import ZoneInfo
 
-from flask import Blueprint, Response, current_app, render_template, request
+from flask import Blueprint, Response, render_template, request
 from sqlalchemy.orm import Session
 
 from server import links
-from server.config import Settings
-from server.db import Database
 from server.ical import Audience, render_appointment
 from server.models import ShareLink, utcnow
+from server.webcontext import database, link_signer, settings
 from share.views import customer_page, schedule_page, visit_belongs
 
 log = logging.getLogger(__name__)
@@ -45,25 +44,13 @@ def protect(response: Response) -> Response:
     return response
 
 
-def _settings() -> Settings:
-    return current_app.config["FIELDCAL"]
-
-
-def _database() -> Database:
-    return current_app.extensions["fieldcal.db"]
-
-
-def _signer() -> links.LinkSigner:
-    return current_app.extensions["fieldcal.signer"]
-
-
 def not_found() -> tuple[str, int]:
     return render_template("share/not_found.html"), 404
 
 
 def _resolve(session: Session, token: str) -> ShareLink | None:
     try:
-        return links.resolve(session, _signer(), token, links.Purpose.SHARE)
+        return links.resolve(session, link_signer(), token, links.Purpose.SHARE)
     except links.InvalidLink as exc:
         log.info("share page %s refused: %s", links.redact(token), exc.reason)
         return None
@@ -72,7 +59,7 @@ def _resolve(session: Session, token: str) -> ShareLink | None:
 def _note_use(link: ShareLink) -> None:
     agent = request.user_agent.string
     if links.use_is_stale(link, agent, utcnow()):
-        with _database().write() as session:
+        with database().write() as session:
             fresh = session.get(ShareLink, link.id)
             if fresh is not None:
                 links.record_use(session, fresh, agent)
@@ -82,7 +69,7 @@ def _subscribe_urls(session: Session, link: ShareLink) -> dict[str, str] | None:
     feed = links.companion_feed(session, link)
     if feed is None:
         return None
-    https = f"{_settings().base_url}/feeds/{_signer().dumps(feed)}.ics"
+    https = f"{settings().base_url}/feeds/{link_signer().dumps(feed)}.ics"
     webcal = "webcal://" + https.split("://", 1)[1]
     return {"https": https, "webcal": webcal}
 
@@ -98,8 +85,7 @@ def _week_start(zone: ZoneInfo) -> dt.date:
 
 @bp.get("/s/<token>")
 def page(token: str) -> Response | tuple[str, int] | str:
-    database = _database()
-    with database.read() as session:
+    with database().read() as session:
         link = _resolve(session, token)
         if link is None:
             return not_found()
@@ -112,12 +98,12 @@ def page(token: str) -> Response | tuple[str, int] | str:
             html = render_template("share/customer.html", page=view, token=token,
                                    subscribe=subscribe, now=utcnow())
         else:
-            zone = ZoneInfo(_settings().timezone)
+            zone = ZoneInfo(settings().timezone)
             monday = _week_start(zone)
             start = dt.datetime.combine(monday, dt.time(), zone)
             view = schedule_page(session, link, start.astimezone(dt.UTC),
                                  (start + dt.timedelta(days=7)).astimezone(dt.UTC),
-                                 _settings().timezone)
+                                 settings().timezone)
             if view is None:
                 return not_found()
             days = [monday + dt.timedelta(days=i) for i in range(7)]
@@ -131,13 +117,13 @@ def page(token: str) -> Response | tuple[str, int] | str:
 
 @bp.get("/s/<token>/visits/<int:appointment_id>.ics")
 def visit_ics(token: str, appointment_id: int) -> Response | tuple[str, int]:
-    with _database().read() as session:
+    with database().read() as session:
         link = _resolve(session, token)
         appointment = visit_belongs(session, link, appointment_id) if link else None
         if link is None or appointment is None:
             return not_found()
         text = render_appointment(appointment, ICS_AUDIENCE[links.LinkAudience(link.audience)],
-                                  _settings().organizer)
+                                  settings().organizer)
     return Response(text.encode("utf-8"), 200, {
         "Content-Type": "text/calendar; charset=utf-8",
         "Content-Disposition": f'attachment; filename="service-visit-{appointment_id}.ics"',
