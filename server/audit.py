@@ -22,23 +22,23 @@ GENESIS = "0" * 64
 AUDIT_LOCK_KEY = 0x61756469
 
 
+def content(entry: AuditEntry) -> dict[str, Any]:
+    """What an entry says (everything its hash covers except the link to the previous one)."""
+    return {
+        "at": entry.at.isoformat(),
+        "actor": entry.actor,
+        "channel": entry.channel,
+        "action": entry.action,
+        "entity": entry.entity,
+        "entity_id": entry.entity_id,
+        "before": entry.before,
+        "after": entry.after,
+        "request_id": entry.request_id,
+    }
+
+
 def _digest(entry: AuditEntry) -> str:
-    body = json.dumps(
-        {
-            "at": entry.at.isoformat(),
-            "actor": entry.actor,
-            "channel": entry.channel,
-            "action": entry.action,
-            "entity": entry.entity,
-            "entity_id": entry.entity_id,
-            "before": entry.before,
-            "after": entry.after,
-            "request_id": entry.request_id,
-            "prev": entry.prev_hash,
-        },
-        sort_keys=True,
-        default=str,
-    )
+    body = json.dumps({**content(entry), "prev": entry.prev_hash}, sort_keys=True, default=str)
     return hashlib.sha256(body.encode("utf-8")).hexdigest()
 
 

@@ -6,6 +6,7 @@ import datetime as dt
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from server import audit
 from server.cli.common import iso
 from server.models import Appointment, AuditEntry, Credential, Customer, Job, Team, User
 
@@ -140,18 +141,7 @@ def appointment_line(appointment: Appointment) -> str:
 
 
 def audit_json(entry: AuditEntry, *, chain: bool = False) -> dict[str, Any]:
-    data: dict[str, Any] = {
-        "id": entry.id,
-        "at": iso(entry.at),
-        "actor": entry.actor,
-        "channel": entry.channel,
-        "action": entry.action,
-        "entity": entry.entity,
-        "entity_id": entry.entity_id,
-        "before": entry.before,
-        "after": entry.after,
-        "request_id": entry.request_id,
-    }
+    data: dict[str, Any] = {"id": entry.id, **audit.content(entry), "at": iso(entry.at)}
     if chain:
         data.update(prev_hash=entry.prev_hash, hash=entry.hash)
     return data
