@@ -8,11 +8,13 @@ floor under any storage plugin. Read-only; `BENCH_FLOOR_EVENTS` is the size.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from typing import overload
 
+import radicale
 from radicale import config as radicale_config
 from radicale import item as radicale_item
 from radicale import pathutils
@@ -83,16 +85,21 @@ class MemoryCollection(Home):
         return any(item.uid == uid for item in self._items.values())
 
 
+@functools.lru_cache(maxsize=1)
+def calendar(count: int) -> MemoryCollection:
+    return MemoryCollection(f"{LOGIN}/{CALENDAR}", count)
+
+
+def create_app() -> Callable[..., Iterable[bytes]]:
+    """Radicale's WSGI entry point, with the items built at worker start, not in a request."""
+    calendar(int(os.environ["BENCH_FLOOR_EVENTS"]))
+    return radicale.application
+
+
 class Storage(radicale_storage.BaseStorage):
     def __init__(self, configuration: radicale_config.Configuration) -> None:
         super().__init__(configuration)
-        self._calendar: MemoryCollection | None = None
-
-    def _collection(self) -> MemoryCollection:
-        if self._calendar is None:
-            count = int(os.environ["BENCH_FLOOR_EVENTS"])
-            self._calendar = MemoryCollection(f"{LOGIN}/{CALENDAR}", count)
-        return self._calendar
+        self._calendar = calendar(int(os.environ["BENCH_FLOOR_EVENTS"]))
 
     def discover(
         self, path: str, depth: str = "0",
@@ -100,17 +107,17 @@ class Storage(radicale_storage.BaseStorage):
         user_groups: set[str] | None = None,
     ) -> Iterator[radicale_storage.BaseCollection | radicale_item.Item]:
         sane = pathutils.strip_path(pathutils.sanitize_path(path))
-        calendar = self._collection()
+        own = self._calendar
         if sane in ("", LOGIN):
             yield Home(sane)
             if depth != "0" and sane == LOGIN:
-                yield calendar
-        elif sane == calendar.path:
-            yield calendar
+                yield own
+        elif sane == own.path:
+            yield own
             if depth != "0":
-                yield from calendar.get_all()
-        elif sane.startswith(f"{calendar.path}/"):
-            _, item = next(calendar.get_multi([sane.rpartition("/")[2]]))
+                yield from own.get_all()
+        elif sane.startswith(f"{own.path}/"):
+            _, item = next(own.get_multi([sane.rpartition("/")[2]]))
             if item is not None:
                 yield item
 

@@ -47,6 +47,12 @@ def radicale_app() -> WSGIApp:
     return profiled(radicale.application)
 
 
+def floor_app() -> WSGIApp:
+    from bench.floor import create_app
+
+    return profiled(create_app())
+
+
 @dataclass(frozen=True)
 class Share:
     label: str

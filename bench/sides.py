@@ -40,7 +40,7 @@ def floor_side(stock: Side, work: Path, size: int, log_level: str) -> Side:
     config = work / "radicale.config"
     config.write_text(seed.radicale_config(work, Path(stock.env["RADICALE_CONFIG"]).with_name(
         "users"), log_level, storage="bench.floor"), encoding="utf-8")
-    return Side("floor", "radicale:application", "bench.profiling:radicale_app()",
+    return Side("floor", "bench.floor:create_app()", "bench.profiling:floor_app()",
                 {"RADICALE_CONFIG": str(config), "BENCH_FLOOR_EVENTS": str(size)}, "",
                 stock.password, 0.0, free_port())
 
