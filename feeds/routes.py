@@ -8,9 +8,9 @@ from flask import Blueprint, Response, current_app, request
 from werkzeug.http import http_date, parse_date
 
 from feeds.assemble import assemble
-from feeds.cache import BodyCache
 from feeds.plan import Validator, Window, plan_for, validator
 from server import links
+from server.bodycache import BodyCache
 from server.models import ShareLink, utcnow
 from server.webcontext import database, link_signer, settings
 
@@ -25,7 +25,7 @@ COMMON_HEADERS = {
 }
 
 
-def _cache() -> BodyCache:
+def _cache() -> BodyCache[bytes]:
     return current_app.extensions["fieldcal.feed_cache"]
 
 

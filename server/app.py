@@ -6,8 +6,8 @@ from typing import Any
 
 from flask import Flask, jsonify
 
-from feeds.cache import BodyCache
 from feeds.routes import bp as feeds_bp
+from server.bodycache import BodyCache
 from server.config import Settings, load_settings
 from server.db import get_database
 from server.errors import FieldcalError
@@ -26,7 +26,7 @@ def create_app(test_config: dict[str, Any] | None = None, settings: Settings | N
     app.config["SECRET_KEY"] = settings.require_secret_keys()[0]
     app.extensions["fieldcal.db"] = get_database(settings.database_url)
     app.extensions["fieldcal.signer"] = LinkSigner(settings.secret_keys)
-    app.extensions["fieldcal.feed_cache"] = BodyCache()
+    app.extensions["fieldcal.feed_cache"] = BodyCache[bytes]()
     app.register_blueprint(feeds_bp)
     app.register_blueprint(share_bp)
     app.register_blueprint(booking_bp)

@@ -7,6 +7,7 @@ PostgreSQL: psycopg 3; overlap is guarded by an exclusion constraint.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,6 +21,7 @@ WRITE_OPTION = "fieldcal_write"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
+@functools.lru_cache(maxsize=64)
 def normalise_url(url: str) -> str:
     """Use psycopg 3 for plain postgresql:// URLs."""
     parsed = make_url(url)

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from plugins.radicale import bounds, serialize, state
 from server import calendars, changes, ical, phone_edits, scheduling
+from server.bodycache import BodyCache
 from server.errors import Forbidden
 from server.models import Appointment, CalendarItem, Collection, CollectionKind
 
@@ -60,6 +61,8 @@ def _from_timestamp(value: int) -> dt.datetime | None:
     except (OverflowError, OSError, ValueError):
         return None
 
+
+WHOLE_CALENDARS: BodyCache[str] = BodyCache(32 * 1024 * 1024)
 
 class StoredItem(radicale_item.Item):
     """An item from its stored row; `last_modified` is formatted only when asked for."""
@@ -299,15 +302,20 @@ class DbCollection(radicale_storage.BaseCollection):
             )
 
     def serialize(self, vcf_to_ics: bool = False, ShareActions: dict | None = None) -> str:
-        with self._reading() as session:
-            texts = session.scalars(
-                select(CalendarItem.text).where(CalendarItem.collection_id == self._row.id)
-                .order_by(CalendarItem.id)
-            )
-            return serialize.whole_calendar(
-                texts, name=self.get_meta("D:displayname") or "",
-                description=self.get_meta("C:calendar-description") or "",
-            )
+        """The whole calendar: stored texts joined, cached per (collection, sync_seq)."""
+        name = self.get_meta("D:displayname") or ""
+        description = self.get_meta("C:calendar-description") or ""
+        key = (self._row.id, self._row.created_at, self._row.sync_seq, name, description)
+        body = WHOLE_CALENDARS.get(key)
+        if body is None:
+            with self._reading() as session:
+                texts = session.connection().execute(
+                    select(CalendarItem.text).where(CalendarItem.collection_id == self._row.id)
+                    .order_by(CalendarItem.id)
+                ).scalars().all()
+            body = serialize.whole_calendar(texts, name=name, description=description)
+            WHOLE_CALENDARS.put(key, body)
+        return body
 
     # ------------------------------------------------------------------ writing
 

@@ -75,6 +75,13 @@ def whole_calendar(texts: Iterable[str], *, name: str = "", description: str = "
     timezones: dict[str, str] = {}
     components: list[str] = []
     for text in texts:
+        # The common case, one slice: CRLF text without VTIMEZONE.
+        if text.startswith("BEGIN:VCALENDAR\r\n") and "BEGIN:VTIMEZONE" not in text:
+            start = text.find("\r\nBEGIN:", 15)
+            end = text.rfind("END:VCALENDAR")
+            if start != -1 and end > start:
+                components.append(text[start + 2:end])
+                continue
         _split_components(text, timezones, components)
     head = ["BEGIN:VCALENDAR", "VERSION:2.0", f"PRODID:{PRODID}"]
     if name:

@@ -58,6 +58,7 @@ class CalendarItem(Base):
         UniqueConstraint("collection_id", "href", name="uq_calendar_item_href"),
         Index("ix_calendar_item_uid", "collection_id", "uid"),
         Index("ix_calendar_item_time", "collection_id", "dtstart", "dtend"),
+        Index("ix_calendar_item_order", "collection_id", "id"),
     )
 
 class Change(Base):
