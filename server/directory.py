@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import re
 import secrets
+from dataclasses import dataclass
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import select, update
@@ -211,22 +213,45 @@ def revoke_password(ctx: Context, credential_id: int) -> Credential:
     return credential
 
 
-def authenticate(session: Session, login: str, password: str) -> User | None:
-    """The active user this app password belongs to, or None."""
-    row = session.execute(
-        select(User, Credential.id, Credential.last_used_at)
+@dataclass(frozen=True)
+class SignedIn:
+    """Who an app password belongs to: enough for rights, in one query."""
+
+    user_id: int
+    login: str
+    role: str
+    teams: frozenset[str]
+
+
+def sign_in(session: Session, login: str, password: str) -> SignedIn | None:
+    """The active user and their team slugs for this app password, or None."""
+    rows = session.execute(
+        select(User.id, User.role, Credential.id, Credential.last_used_at, Team.slug)
         .join(Credential, Credential.user_id == User.id)
+        .outerjoin(TeamMember, TeamMember.user_id == User.id)
+        .outerjoin(Team, Team.id == TeamMember.team_id)
         .where(
             Credential.password_hash == hash_password(password),
             Credential.revoked_at.is_(None),
             User.login == login,
             User.active.is_(True),
         )
-    ).first()
-    if row is None:
+    ).all()
+    if not rows:
         return None
-    user, credential_id, last_used = row
+    user_id, role, credential_id, last_used, _ = rows[0]
+    _note_use(session, credential_id, last_used)
+    return SignedIn(user_id, login, str(role), frozenset(r.slug for r in rows if r.slug))
+
+
+def _note_use(session: Session, credential_id: int, last_used: dt.datetime | None) -> None:
     now = utcnow()
     if last_used is None or (now - last_used).total_seconds() > LAST_USED_RESOLUTION_S:
-        session.execute(update(Credential).where(Credential.id == credential_id).values(last_used_at=now))
-    return user
+        session.execute(update(Credential).where(Credential.id == credential_id)
+                        .values(last_used_at=now))
+
+
+def authenticate(session: Session, login: str, password: str) -> User | None:
+    """The active user this app password belongs to, or None."""
+    found = sign_in(session, login, password)
+    return None if found is None else session.get(User, found.user_id)

@@ -38,7 +38,5 @@ class Auth(radicale_auth.BaseAuth):
 
     @staticmethod
     def _check(session: Session, login: str, password: str) -> state.Principal | None:
-        user = directory.authenticate(session, login, password)
-        if user is None:
-            return None
-        return state.load_principal(session, user.login)
+        found = directory.sign_in(session, login, password)
+        return None if found is None else state.Principal(found.login, found.role, found.teams)
