@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 from plugins.radicale import bounds, serialize, state
 from server import calendars, changes, ical, phone_edits, scheduling
 from server.bodycache import BodyCache
+from server.busy import EXPANSIONS, MAX_OCCURRENCES
 from server.errors import Forbidden
 from server.models import Appointment, CalendarItem, Collection, CollectionKind
 
@@ -268,9 +269,17 @@ class DbCollection(radicale_storage.BaseCollection):
                     if istart >= end or iend <= start:
                         continue
                     yield item, simple and (start <= istart or iend <= end)
+                elif simple and start_at and end_at and EXPANSIONS.covers(start_at, end_at):
+                    # A recurrence: its cached expansion answers the time range exactly.
+                    expansion = EXPANSIONS.get(item.etag, item.serialize(), start_at.date())
+                    if not expansion.zoned or len(expansion.occurrences) >= MAX_OCCURRENCES:
+                        yield item, False  # floating or all-day times, or capped: Radicale decides
+                    elif any((o.starts_at < end_at and o.ends_at > start_at)
+                             or (o.starts_at == o.ends_at and start_at <= o.starts_at < end_at)
+                             for o in expansion.occurrences):
+                        yield item, True
                 else:
-                    # Widened stored bounds (recurrences, floating or all-day times):
-                    # Radicale checks the object itself.
+                    # Widened stored bounds (floating or all-day times): Radicale checks it.
                     yield item, False
 
     def has_uid(self, uid: str) -> bool:

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import bisect
 import datetime as dt
-import threading
-from collections import OrderedDict, defaultdict
+from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
@@ -21,7 +20,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from server.busy import busy_blocks
+from server.busy import EXPANSIONS
 from server.models import (
     Appointment,
     AppointmentStatus,
@@ -37,7 +36,6 @@ from server.models import (
 from server.scheduling.appointments import blocked_range
 
 Interval = tuple[dt.datetime, dt.datetime]
-EXPANSION_DAYS = 400
 
 
 @dataclass(frozen=True)
@@ -78,32 +76,6 @@ class _Busy:
             yield cursor, high
 
 
-class _ExpansionCache:
-    """Busy blocks of stored items by (id, etag, day): derived data, safe in any process."""
-
-    def __init__(self, size: int = 4096) -> None:
-        self._entries: OrderedDict[tuple[int, str, dt.date], list[Interval]] = OrderedDict()
-        self._size = size
-        self._lock = threading.Lock()
-
-    def blocks(self, item_id: int, etag: str, text: str, day: dt.date) -> list[Interval]:
-        key = (item_id, etag, day)
-        with self._lock:
-            found = self._entries.get(key)
-            if found is not None:
-                self._entries.move_to_end(key)
-                return found
-        start = dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC)
-        end = start + dt.timedelta(days=EXPANSION_DAYS)
-        found = [(b.starts_at, b.ends_at) for b in busy_blocks(text, start, end)]
-        with self._lock:
-            self._entries[key] = found
-            while len(self._entries) > self._size:
-                self._entries.popitem(last=False)
-        return found
-
-
-_expansions = _ExpansionCache()
 
 
 def qualified_technicians(session: Session, service_type: ServiceType,
@@ -179,7 +151,7 @@ def _load_busy(session: Session, technicians: list[User], start: dt.datetime, en
         for target in ([technician_id] if technician_id is not None else ids):
             busy[target].append((starts_at, ends_at))
     items = (
-        select(Collection.owner_id, CalendarItem.id, CalendarItem.etag, CalendarItem.text)
+        select(Collection.owner_id, CalendarItem.etag, CalendarItem.text)
         .join(Collection, Collection.id == CalendarItem.collection_id)
         .where(Collection.owner_id.in_(ids), Collection.kind == CollectionKind.CALENDAR,
                CalendarItem.transparent.is_(False),
@@ -187,10 +159,11 @@ def _load_busy(session: Session, technicians: list[User], start: dt.datetime, en
                or_(CalendarItem.dtend.is_(None), CalendarItem.dtend > start))
     )
     bucket = start.date()
-    for owner_id, item_id, etag, text in session.execute(items):
-        for block_start, block_end in _expansions.blocks(item_id, etag, text, bucket):
-            if block_start < end + margin and block_end > start - margin:
-                busy[owner_id].append((block_start, block_end))
+    for owner_id, etag, text in session.execute(items):
+        for occurrence in EXPANSIONS.get(etag, text, bucket).occurrences:
+            if (occurrence.busy and occurrence.starts_at < end + margin
+                    and occurrence.ends_at > start - margin):
+                busy[owner_id].append((occurrence.starts_at, occurrence.ends_at))
     return busy
 
 
