@@ -373,6 +373,7 @@ class DbCollection(radicale_storage.BaseCollection):
         ctx = self._storage.context()
         if href is None:
             calendars.delete_collection(ctx, self._row)
+            state.current().collections.clear()
             return
         if self.kind == CollectionKind.CALENDAR:
             calendars.delete_item(ctx, self._row, href)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from radicale import config as radicale_config
 from sqlalchemy import select
@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from server.actors import Actor
 from server.config import load_settings
 from server.db import Database, get_database
-from server.models import Role, Team, TeamMember, User
+from server.models import Collection, Role, Team, TeamMember, User
 
 CHANNEL = "caldav"
 
@@ -41,6 +41,7 @@ class Transaction:
     session: Session
     write: bool
     user: str
+    collections: dict[str, Collection | None] = field(default_factory=dict)  # path -> row, this request
 
 
 @dataclass

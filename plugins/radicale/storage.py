@@ -71,6 +71,8 @@ class Storage(radicale_storage.BaseStorage):
         return state.current().session
 
     def _principal_exists(self, session: Session, name: str) -> bool:
+        if name == state.current().user:  # signed in moments ago
+            return True
         if session.execute(select(User.id).where(User.login == name)).first() is not None:
             return True
         return session.execute(
@@ -101,7 +103,9 @@ class Storage(radicale_storage.BaseStorage):
 
     def _calendar(self, session: Session, home: str, name: str) -> DbCollection | None:
         """The collection at <home>/<name>: a row of its own, else an alias in a person's home."""
-        row = calendars.get_collection(session, f"{home}/{name}")
+        path = f"{home}/{name}"
+        seen = state.current().collections
+        row = seen[path] if path in seen else seen.setdefault(path, calendars.get_collection(session, path))
         if row is not None:
             return DbCollection(self, row)
         if aliases.target_of(name) is None:
@@ -183,6 +187,7 @@ class Storage(radicale_storage.BaseStorage):
             self.context(), "/".join(segments), CollectionKind.CALENDAR, owner=owner,
             props=wanted,
         )
+        state.current().collections.clear()
         return DbCollection(self, row), {}, []
 
     def move(self, item: radicale_item.Item, to_collection: radicale_storage.BaseCollection,
