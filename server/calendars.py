@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from sqlalchemy import delete, or_, select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, selectinload
 
 from server import audit, changes
@@ -137,17 +137,16 @@ def put_item(ctx: Context, collection: Collection, href: str, text: str) -> tupl
     """Store a client's object (personal events, time off). Returns (item, replaced)."""
     _require_free_form(collection)
     parsed = parse_object(text)
-    item = None
-    for found in ctx.session.scalars(  # the item at href, and any other holding this UID
-        select(CalendarItem).where(
+    other = ctx.session.scalars(  # two indexed lookups: an OR of both would scan the calendar
+        select(CalendarItem.href).where(
             CalendarItem.collection_id == collection.id,
-            or_(CalendarItem.href == href, CalendarItem.uid == parsed.uid),
-        )
-    ):
-        if found.href == href:
-            item = found
-        else:
-            raise Conflict(f"UID {parsed.uid!r} is already used by {found.href!r} in this calendar.")
+            CalendarItem.uid == parsed.uid,
+            CalendarItem.href != href,
+        ).limit(1)
+    ).first()
+    if other is not None:
+        raise Conflict(f"UID {parsed.uid!r} is already used by {other!r} in this calendar.")
+    item = get_item(ctx.session, collection, href)
     before = None if item is None else {"uid": item.uid, "etag": item.etag}
     if item is None:
         item = CalendarItem(collection_id=collection.id, href=href)
