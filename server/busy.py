@@ -86,7 +86,9 @@ class ExpansionCache:
         self._lock = threading.Lock()
 
     def covers(self, start: dt.datetime, end: dt.datetime) -> bool:
-        return end <= self.first_moment(start.date()) + dt.timedelta(days=CACHED_DAYS)
+        """A bounded range this cache can answer (open-ended searches are not)."""
+        return (start.year >= 1970 and start < end
+                and end <= self.first_moment(start.date()) + dt.timedelta(days=CACHED_DAYS))
 
     @staticmethod
     def first_moment(day: dt.date) -> dt.datetime:

@@ -269,7 +269,8 @@ class DbCollection(radicale_storage.BaseCollection):
                     if istart >= end or iend <= start:
                         continue
                     yield item, simple and (start <= istart or iend <= end)
-                elif simple and start_at and end_at and EXPANSIONS.covers(start_at, end_at):
+                elif (simple and item.component_name == "VEVENT" and start_at and end_at
+                      and EXPANSIONS.covers(start_at, end_at)):
                     # A recurrence: its cached expansion answers the time range exactly.
                     expansion = EXPANSIONS.get(item.etag, item.serialize(), start_at.date())
                     if not expansion.zoned or len(expansion.occurrences) >= MAX_OCCURRENCES:
