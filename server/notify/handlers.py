@@ -258,7 +258,7 @@ class Notifier:
             "message": message.as_string(),
         }, idempotency_key=key)
         session.flush()
-        log.info("outbox %s (%s): email %s queued as outbox %s", source.id, source.kind,
+        log.debug("outbox %s (%s): email %s queued as outbox %s", source.id, source.kind,
                  letter.method.value if letter.method else "reminder", queued.id)
 
     # -- step 2: send -------------------------------------------------------------------------
