@@ -25,7 +25,6 @@ class Settings:
     smtp_url: str = ""
     timezone: str = "UTC"
     max_body_bytes: int = 2 * 1024 * 1024
-    change_retention: int = 10_000
     feed_past_days: int = 30
     feed_future_days: int = 180
     feed_refresh_minutes: int = 60

@@ -47,7 +47,7 @@ class Slot:
 
 
 class _Busy:
-    """Merged, sorted busy intervals of one technician with an O(log n) overlap test."""
+    """Merged, sorted intervals; `allowed` finds the gaps between them in O(log n + k)."""
 
     def __init__(self, intervals: Iterable[Interval]) -> None:
         merged: list[list[dt.datetime]] = []
@@ -58,10 +58,6 @@ class _Busy:
                 merged.append([start, end])
         self.starts = [m[0] for m in merged]
         self.ends = [m[1] for m in merged]
-
-    def overlaps(self, start: dt.datetime, end: dt.datetime) -> bool:
-        index = bisect.bisect_right(self.ends, start)
-        return index < len(self.starts) and self.starts[index] < end
 
     def allowed(self, low: dt.datetime, high: dt.datetime) -> Iterator[Interval]:
         """Closed sub-ranges of [low, high] outside every (open) interval held here."""
@@ -115,15 +111,12 @@ def _working_intervals(hours: list[WorkingHours], zone: ZoneInfo, start: dt.date
     return intervals
 
 
-def _candidate_starts(interval: Interval, zone: ZoneInfo, step: dt.timedelta) -> Iterable[dt.datetime]:
-    """Starts on the step grid of local wall-clock time (08:00, 08:30, ...)."""
+def _grid_anchor(interval: Interval, zone: ZoneInfo, step: dt.timedelta) -> dt.datetime:
+    """The first start in the interval on the step grid of local wall-clock time (08:00, 08:30…)."""
     local = interval[0].astimezone(zone)
     midnight = dt.datetime.combine(local.date(), dt.time(), zone)
     offset = (local.replace(tzinfo=None) - midnight.replace(tzinfo=None)) % step
-    moment = interval[0] + ((step - offset) % step)
-    while moment < interval[1]:
-        yield moment
-        moment += step
+    return interval[0] + ((step - offset) % step)
 
 
 def _load_busy(session: Session, technicians: list[User], start: dt.datetime, end: dt.datetime,
@@ -234,9 +227,7 @@ def free_slots(
             low, high = max(interval[0], start), min(interval[1] - duration, latest)
             if low > high:
                 continue
-            anchor = next(iter(_candidate_starts(interval, zone, step)), None)
-            if anchor is None:
-                continue
+            anchor = _grid_anchor(interval, zone, step)
             for segment_low, segment_high in forbidden.allowed(low, high):
                 moment = anchor + -((anchor - segment_low) // step) * step
                 while moment <= segment_high:
