@@ -11,11 +11,14 @@ import radicale.config
 import radicale.log
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
+from plugins.radicale.addressbook import window_spec
 from plugins.radicale.application import Application as RadicaleApplication
 from server.app import create_app
 from server.config import Settings, load_settings
 from server.errors import ConfigError
-from server.http_guards import BodyLimit, RadicaleEnviron, WellKnownCaldav, WSGIApp, XmlGuard
+from server.intake.photos import MAX_FORM_BYTES
+from server.web.guards import BodyLimit, RadicaleEnviron, WellKnownCaldav, WSGIApp, XmlGuard
+from server.web.proxies import ClientAddress, TrustedProxies
 
 RADICALE_CONFIG = Path(__file__).resolve().with_name("radicale.config")
 DAV_MOUNT = "/dav"
@@ -33,15 +36,15 @@ def radicale_configuration(settings: Settings) -> radicale.config.Configuration:
     configuration.update({section: {"type": module} for section, module in OUR_PLUGINS.items()},
                          "fieldcal plugins")
     overrides: dict[str, dict[str, str]] = {
-        "storage": {"database_url": settings.database_url, "organizer": settings.organizer},
+        "storage": {"database_url": settings.database_url, "organizer": settings.organizer,
+                    "contacts_window": window_spec(settings)},
         "server": {
             "max_content_length": str(settings.max_body_bytes),
             "max_resource_size": str(max(1, int(settings.max_body_bytes * RESOURCE_SHARE))),
         },
     }
-    delay = settings.extra.get("FIELDCAL_DAV_AUTH_DELAY")
-    if delay:
-        overrides["auth"] = {"delay": delay}
+    if settings.dav_auth_delay is not None:
+        overrides["auth"] = {"delay": str(settings.dav_auth_delay)}
     configuration.update(overrides, "fieldcal settings")
     for section, module in OUR_PLUGINS.items():
         if configuration.get(section, "type") != module:
@@ -60,4 +63,7 @@ def create_wsgi_app(settings: Settings | None = None) -> WSGIApp:
     settings = settings or load_settings()
     flask_app = create_app(settings=settings)
     routed = DispatcherMiddleware(flask_app, {DAV_MOUNT: create_dav_app(settings)})
-    return BodyLimit(XmlGuard(WellKnownCaldav(routed, f"{DAV_MOUNT}/")), settings.max_body_bytes)
+    form_limit = max(settings.max_body_bytes, MAX_FORM_BYTES)
+    guarded = BodyLimit(XmlGuard(WellKnownCaldav(routed, f"{DAV_MOUNT}/")), settings.max_body_bytes,
+                        larger={"/request": form_limit, "/request/embed": form_limit})
+    return ClientAddress(guarded, TrustedProxies.parse(settings.trusted_proxies))

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import gzip
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from bench.client import DAV, BenchError, Client, Reply
+from bench.client import CALDAV, DAV, BenchError, Client, Reply
 from bench.events import Event, new_event, query_window
 
 XML = {"Content-Type": 'application/xml; charset="utf-8"'}
@@ -99,7 +100,13 @@ class Operations:
     def calendar_query(self) -> tuple[Reply, int]:
         reply = self.client.request("REPORT", CALENDAR_PATH, query_body(),
                                     {**XML, "Depth": "1"}, expect=(207,))
-        return reply, _ok_responses(reply, "calendar-query")
+        count = _ok_responses(reply, "calendar-query")
+        for response in reply.responses():  # the content asked for, not only the right count
+            data = response.findtext(f".//{CALDAV}calendar-data") or ""
+            if "BEGIN:VEVENT" not in data or not response.findtext(f".//{DAV}getetag"):
+                href = response.findtext(f"{DAV}href")
+                raise BenchError(f"calendar-query: {href} came without calendar-data or getetag")
+        return reply, count
 
     def propfind(self) -> tuple[Reply, int]:
         reply = self.client.request("PROPFIND", CALENDAR_PATH, PROPFIND_BODY,
@@ -108,7 +115,31 @@ class Operations:
 
     def get_all(self) -> tuple[Reply, int]:
         reply = self.client.request("GET", CALENDAR_PATH, expect=(200,))
+        if "content-encoding" in reply.headers:
+            raise BenchError(f"GET without Accept-Encoding came {reply.headers['content-encoding']}")
         return reply, reply.text().count("BEGIN:VEVENT")
+
+    def get_all_gzip(self) -> tuple[Reply, int]:
+        """The whole calendar as a client that accepts gzip asks for it (most do)."""
+        reply = self.client.request("GET", CALENDAR_PATH, headers={"Accept-Encoding": "gzip"},
+                                    expect=(200,))
+        if reply.headers.get("content-encoding") != "gzip":
+            raise BenchError("GET with Accept-Encoding: gzip came uncompressed")
+        return reply, gzip.decompress(reply.body).decode("utf-8").count("BEGIN:VEVENT")
+
+    def get_all_after_change(self) -> tuple[Reply, int]:
+        """Change one event (untimed), then GET the whole calendar: the cache-miss figure.
+        The answer must hold the change."""
+        event = self.events[(self.changed * 7919) % len(self.events)]
+        self.changed += 1
+        revised = event.revised(self.changed)
+        self._put(revised, new=False)
+        self._token = ""
+        reply, count = self.get_all()
+        summary = next(line for line in revised.to_ics().splitlines() if line.startswith("SUMMARY:"))
+        if summary not in reply.text().replace("\r\n ", "").replace("\n ", ""):
+            raise BenchError(f"GET after a change: the changed event ({summary}) is not in the answer")
+        return reply, count
 
     def current_token(self) -> str:
         reply = self.client.request("PROPFIND", CALENDAR_PATH, SYNC_TOKEN_BODY,

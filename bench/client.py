@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from bench.servers import HOST
 
 DAV = "{DAV:}"
+CALDAV = "{urn:ietf:params:xml:ns:caldav}"
 REQUEST_TIMEOUT_S = 600.0
 
 

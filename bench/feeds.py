@@ -10,6 +10,8 @@ The feed's byte budget is lifted for the comparison (all N events are served);
 the default budget's size is reported too.
 
     .venv/bin/python -m bench.feeds [--events 10000] [--runs 15] [--wrk-seconds 10]
+
+Exit status 1 when a target is missed.
 """
 
 from __future__ import annotations
@@ -30,15 +32,17 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from sqlalchemy import func, select
+
 from bench import seed
 from bench.servers import GunicornSettings, Server, free_port, start, stop_all
-from server import directory, links
+from server import directory, links, scheduling
 from server.actors import SYSTEM
 from server.calendars import jobs_path
 from server.context import Context
 from server.db import Database
 from server.migrate import upgrade
-from server.models import CalendarItem, Collection, Role, utcnow
+from server.models import Appointment, CalendarItem, Collection, Role, utcnow
 from server.scheduling import appointments
 
 REPO = Path(__file__).resolve().parent.parent
@@ -94,10 +98,12 @@ def seed_stock(url: str, work: Path) -> tuple[Path, str]:
 
 def timed(port: int, method: str, path: str, headers: dict[str, str], runs: int,
           expect: int) -> tuple[float, bytes, dict[str, str]]:
+    """Median of `runs` timed requests after 2 warm-ups; runs=0: one request, timed, no warm-up."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
     samples = []
     body, response_headers = b"", {}
-    for attempt in range(runs + 2):
+    warmups = 2 if runs else 0
+    for attempt in range(max(runs, 1) + warmups):
         began = time.perf_counter()
         connection.request(method, path, headers=headers)
         response = connection.getresponse()
@@ -106,10 +112,35 @@ def timed(port: int, method: str, path: str, headers: dict[str, str], runs: int,
         if response.status != expect:
             raise RuntimeError(f"{method} {path} -> {response.status}, expected {expect}")
         response_headers = dict(response.getheaders())
-        if attempt >= 2:
+        if attempt >= warmups:
             samples.append(elapsed)
     connection.close()
     return statistics.median(samples), body, response_headers
+
+
+def after_a_change(url: str, port: int, path: str, runs: int, etag: str) -> float:
+    """Median ms of a feed GET right after one of its visits moved (untimed): the cache-miss
+    figure. Each answer must carry a new ETag and show the visit at its new time."""
+    database = Database(url)
+    samples = []
+    try:
+        with database.read() as session:
+            last_id = session.scalar(select(func.max(Appointment.id)))
+        for run in range(runs):
+            with database.write() as session:
+                ctx = Context(session, SYSTEM, ORGANIZER)
+                visit = scheduling.get_appointment(session, last_id)
+                moved = appointments.reschedule(ctx, visit, visit.starts_at + dt.timedelta(minutes=20),
+                                                visit.ends_at + dt.timedelta(minutes=20))
+                expected = f"DTSTART:{moved.starts_at:%Y%m%dT%H%M%SZ}".encode()
+            ms, body, headers = timed(port, "GET", path, {}, 0, 200)
+            if headers["ETag"] == etag or expected not in body:
+                raise RuntimeError(f"feed after change {run}: stale answer (ETag {headers['ETag']})")
+            etag = headers["ETag"]
+            samples.append(ms)
+    finally:
+        database.dispose()
+    return statistics.median(samples)
 
 
 def wrk(url: str, seconds: int, headers: dict[str, str]) -> float:
@@ -147,7 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     fieldcal_port, stock_port, bare_port = free_port(), free_port(), free_port()
     fieldcal_env = {"FIELDCAL_INSTANCE": str(work), "FIELDCAL_DATABASE_URL": url,
                     "FIELDCAL_SECRET_KEYS": key, "FIELDCAL_FEED_MAX_BYTES": str(1 << 30),
-                    "FIELDCAL_BASE_URL": f"http://127.0.0.1:{fieldcal_port}"}
+                    "FIELDCAL_BASE_URL": f"http://127.0.0.1:{fieldcal_port}",
+                    "FIELDCAL_MANAGE_CUTOFF_HOURS": "0"}
     servers: list[Server] = []
     try:
         servers.append(start("fieldcal", "wsgi:create_wsgi_app()", fieldcal_env, settings,
@@ -158,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         full_ms, body, headers = timed(fieldcal_port, "GET", feed, {}, args.runs, 200)
         not_modified_ms, _, _ = timed(fieldcal_port, "GET", feed, {"If-None-Match": headers["ETag"]},
                                       args.runs, 304)
+        miss_ms = after_a_change(url, fieldcal_port, feed, args.runs, headers["ETag"])
         auth = "Basic " + base64.b64encode(f"{LOGIN}:{password}".encode()).decode()
         stock_ms, stock_body, _ = timed(stock_port, "GET", f"/{LOGIN}/jobs/", {"Authorization": auth},
                                         max(3, args.runs // 3), 200)
@@ -180,6 +213,8 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[tuple[str, str, str, str]] = [
         ("whole feed / whole-calendar GET", f"{stock_ms:.1f} ms", f"{full_ms:.1f} ms",
          f"{stock_ms / full_ms:.0f}x"),
+        ("whole feed right after a change (cache miss)", f"{stock_ms:.1f} ms", f"{miss_ms:.1f} ms",
+         f"{stock_ms / miss_ms:.0f}x"),
         ("feed 304 (If-None-Match)", "-", f"{not_modified_ms:.2f} ms", "-"),
         ("wrk: feed 200 vs bare app, req/s", f"{bare_rps:.0f} (bare)", f"{feed_rps:.0f}",
          f"{feed_rps / bare_rps:.2f}x of bare"),
@@ -195,10 +230,11 @@ def main(argv: list[str] | None = None) -> int:
         (">= 50x faster than stock whole GET", lambda: stock_ms / full_ms >= 50),
         (">= 0.8x of the bare app's throughput", lambda: feed_rps / bare_rps >= 0.8),
     ]
-    for label, check in targets:
-        print(f"target {label}: {'met' if check() else 'NOT met'}")
+    missed = [label for label, check in targets if not check()]
+    for label, _check in targets:
+        print(f"target {label}: {'NOT met' if label in missed else 'met'}")
     shutil.rmtree(work, ignore_errors=True)
-    return 0
+    return 1 if missed else 0
 
 
 if __name__ == "__main__":

@@ -9,8 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.events import Event
-from server import calendars, directory, migrate
+from server import audit, calendars, directory, migrate
 from server.actors import SYSTEM
+from server.audit import AuditKeys
 from server.context import Context
 from server.db import Database
 from server.models import Role
@@ -56,9 +57,10 @@ def seed_radicale(work: Path, events: list[Event], log_level: str) -> tuple[Path
     return config, Seeded(password, time.perf_counter() - began)
 
 
-def seed_fieldcal(database_url: str, events: list[Event]) -> Seeded:
+def seed_fieldcal(database_url: str, events: list[Event], audit_key: str) -> Seeded:
     """Migrate, add the technician, and store the events through the domain write path."""
     began = time.perf_counter()
+    audit.configure(database_url, AuditKeys((audit_key,)))
     database = Database(database_url)
     try:
         migrate.upgrade(database)

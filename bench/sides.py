@@ -47,12 +47,15 @@ def floor_side(stock: Side, work: Path, size: int, log_level: str) -> Side:
 
 def fieldcal_side(work: Path, events: list[Event], database_url: str) -> Side:
     port = free_port()
-    seeded = seed.seed_fieldcal(database_url, events)
+    audit_key = secrets.token_urlsafe(32)
+    seeded = seed.seed_fieldcal(database_url, events, audit_key)
     env = {
+        "FIELDCAL_AUDIT_KEYS": audit_key,
         "FIELDCAL_INSTANCE": str(work),
         "FIELDCAL_DATABASE_URL": database_url,
         "FIELDCAL_SECRET_KEYS": secrets.token_urlsafe(32),
         "FIELDCAL_BASE_URL": f"http://{HOST}:{port}",
+        "FIELDCAL_MANAGE_CUTOFF_HOURS": "0",
     }
     return Side("fieldcal", "wsgi:create_wsgi_app()", "bench.profiling:fieldcal_app()",
                 env, "/dav", seeded.password, seeded.seconds, port)

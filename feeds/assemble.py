@@ -7,7 +7,7 @@ import hashlib
 from dataclasses import dataclass
 
 import icalendar
-from sqlalchemy import or_, select
+from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.orm import Session
 
 from feeds.plan import FeedPlan, Window
@@ -61,7 +61,7 @@ def _busy_event(uid: str, stamp: dt.datetime, starts_at: dt.datetime, ends_at: d
     )
 
 
-def _in_window(window: Window) -> tuple[object, ...]:
+def _in_window(window: Window) -> tuple[ColumnElement[bool], ...]:
     return (
         or_(CalendarItem.dtstart.is_(None), CalendarItem.dtstart < window.end),
         or_(CalendarItem.dtend.is_(None), CalendarItem.dtend > window.start),
@@ -82,6 +82,8 @@ def _view_blocks(session: Session, plan: FeedPlan, window: Window) -> list[Block
     blocks = []
     for start, end, text, uid, updated in session.execute(query.order_by(CalendarItem.dtstart,
                                                                          CalendarItem.href)):
+        if start is None or end is None:  # views hold rendered visits, which always have times
+            continue
         body = _busy_event(uid, updated, start, end) if plan.freebusy else _vevents(text)
         blocks.append(Block(start, body))
     return blocks
@@ -104,12 +106,12 @@ def _busy_blocks(session: Session, plan: FeedPlan, window: Window) -> list[Block
     return blocks
 
 
-def _within_budget(blocks: list[Block], budget: int, now: dt.datetime) -> list[Block]:
-    """Keep the blocks nearest to now that fit in the byte budget, in time order."""
+def _within_budget(blocks: list[Block], budget: int, around: dt.datetime) -> list[Block]:
+    """Keep the blocks nearest to `around` that fit in the byte budget, in time order."""
     sizes = [len(b.text.encode("utf-8")) for b in blocks]
     if sum(sizes) <= budget:
         return blocks
-    nearest = sorted(range(len(blocks)), key=lambda i: (abs(blocks[i].starts_at - now), i))
+    nearest = sorted(range(len(blocks)), key=lambda i: (abs(blocks[i].starts_at - around), i))
     kept: set[int] = set()
     used = 0
     for index in nearest:
@@ -120,12 +122,18 @@ def _within_budget(blocks: list[Block], budget: int, now: dt.datetime) -> list[B
     return [b for i, b in enumerate(blocks) if i in kept]
 
 
-def assemble(session: Session, plan: FeedPlan, window: Window, *, now: dt.datetime,
+def assemble(session: Session, plan: FeedPlan, window: Window, *,
              refresh_minutes: int, max_bytes: int) -> bytes:
+    """The feed body; a function of the plan and the window only (the ETag names both).
+
+    Over the byte budget it keeps the events nearest to noon of the window's day, not
+    to the clock: a body that changed with the hour would differ between two
+    answers under one ETag.
+    """
     header = _header(plan, refresh_minutes)
     footer = "END:VCALENDAR\r\n"
     blocks = _view_blocks(session, plan, window) + _busy_blocks(session, plan, window)
     blocks.sort(key=lambda b: (b.starts_at, b.text))
     budget = max_bytes - len(header.encode()) - len(footer)
-    kept = _within_budget(blocks, budget, now)
+    kept = _within_budget(blocks, budget, window.today + dt.timedelta(hours=12))
     return (header + "".join(b.text for b in kept) + footer).encode("utf-8")

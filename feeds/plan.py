@@ -29,14 +29,21 @@ FEED_FORMAT = "1"
 
 @dataclass(frozen=True)
 class Window:
+    """The days a feed shows, around `today` (UTC midnight of the day it is served).
+
+    Everything a body depends on is a function of the window, never of the clock, so
+    one validator (which names the window) always goes with one body.
+    """
+
     start: dt.datetime
     end: dt.datetime
+    today: dt.datetime
 
     @classmethod
     def around(cls, today: dt.date, settings: Settings) -> Window:
         midnight = dt.datetime(today.year, today.month, today.day, tzinfo=dt.UTC)
         return cls(midnight - dt.timedelta(days=settings.feed_past_days),
-                   midnight + dt.timedelta(days=settings.feed_future_days))
+                   midnight + dt.timedelta(days=settings.feed_future_days), midnight)
 
 
 @dataclass(frozen=True, order=True)
@@ -76,7 +83,7 @@ class FeedPlan:
 STATE = (Collection.id, Collection.sync_seq, Collection.updated_at)
 
 
-def _states(rows: Sequence[Row[Any]]) -> tuple[CollectionState, ...]:
+def _states(rows: Sequence[Row[*tuple[Any, ...]]]) -> tuple[CollectionState, ...]:
     return tuple(sorted(CollectionState(r.id, r.sync_seq, r.updated_at) for r in rows))
 
 
@@ -85,6 +92,7 @@ def plan_for(session: Session, link: ShareLink) -> FeedPlan | None:
     kind = SubjectKind(link.subject_kind)
     appointment_id = None
     busy: tuple[CollectionState, ...] = ()
+    rows: Sequence[Row[*tuple[Any, ...]]]
     if kind is SubjectKind.TECHNICIAN:
         rows = session.execute(
             select(User.name, Collection.kind, *STATE)
@@ -145,10 +153,9 @@ def validator(plan: FeedPlan, window: Window, settings: Settings) -> Validator:
     key = "|".join((
         FEED_FORMAT, str(plan.link.id), str(plan.link.version), plan.link.audience,
         str(plan.appointment_id), state, window.start.date().isoformat(),
-        window.end.date().isoformat(), str(settings.feed_max_bytes),
+        window.end.date().isoformat(), window.today.date().isoformat(), str(settings.feed_max_bytes),
         str(settings.feed_refresh_minutes), plan.name,
     ))
     etag = '"' + hashlib.sha256(key.encode("utf-8")).hexdigest()[:32] + '"'
-    midnight = window.start + dt.timedelta(days=settings.feed_past_days)
-    newest = max((c.updated_at for c in states), default=midnight)
-    return Validator(etag, max(newest, midnight).replace(microsecond=0))
+    newest = max((c.updated_at for c in states), default=window.today)
+    return Validator(etag, max(newest, window.today).replace(microsecond=0))

@@ -11,6 +11,7 @@ class Actor:
     channel: str
     role: str = "system"
     request_id: str = ""
+    timezone: str = ""  # where the person acting reads times ("" = the business's zone)
 
     @property
     def is_dispatcher(self) -> bool:

@@ -1,25 +1,87 @@
-"""Append-only, hash-chained audit trail.
+"""Append-only, keyed and hash-chained audit trail.
 
-Each entry's hash covers its content and the previous entry's hash; `prev_hash`
-is unique, so the chain cannot fork, and `verify` finds any edited entry.
+Each entry's hash is an HMAC-SHA256, under a key kept outside the database
+(FIELDCAL_AUDIT_KEYS, newest first), of its content, the previous entry's hash
+and the id of the key that signed it. `prev_hash` is unique, so the chain cannot
+fork; without the key nobody can edit an entry and recompute the later hashes.
+The chain's head is also anchored outside the row set (`server.audit_anchor`),
+so deleting the newest entries is found too.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
+from server.actions import Action, AppointmentSnapshot
 from server.actors import Actor
+from server.db import normalise_url
+from server.errors import ConfigError
 from server.models import AuditEntry, utcnow
 
 GENESIS = "0" * 64
 AUDIT_LOCK_KEY = 0x61756469
+KEY_ID_LENGTH = 12
+MIN_KEY_LENGTH = 16
+PENDING = "fieldcal.audit.pending"
+
+
+@dataclass(frozen=True)
+class AuditKeys:
+    """The keys of one database's audit trail, newest first, and where its head is anchored."""
+
+    keys: tuple[str, ...]
+    checkpoint: Path | None = None
+    _by_id: dict[str, bytes] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.keys:
+            raise ConfigError("FIELDCAL_AUDIT_KEYS is not set: the audit trail cannot be signed.")
+        short = [k for k in self.keys if len(k) < MIN_KEY_LENGTH]
+        if short:
+            raise ConfigError(f"Each FIELDCAL_AUDIT_KEYS key must be at least {MIN_KEY_LENGTH} "
+                              "characters long (use a long random string).")
+        object.__setattr__(self, "_by_id", {key_id(k): k.encode("utf-8") for k in self.keys})
+
+    @property
+    def signing_id(self) -> str:
+        return key_id(self.keys[0])
+
+    def key(self, identifier: str | None) -> bytes | None:
+        return self._by_id.get(identifier or "")
+
+
+def key_id(key: str) -> str:
+    """A short public name for a key (recorded with each entry; reveals nothing usable)."""
+    return hmac.new(key.encode("utf-8"), b"fieldcal audit key id", hashlib.sha256).hexdigest()[
+        :KEY_ID_LENGTH]
+
+
+_configured: dict[str, AuditKeys] = {}
+
+
+def configure(database_url: str, keys: AuditKeys) -> None:
+    """Use these keys for the audit trail of this database in this process."""
+    _configured[normalise_url(database_url)] = keys
+
+
+def keys_for(session: Session) -> AuditKeys:
+    """The configured keys of the session's database; refuse to go on without them."""
+    url = session.get_bind().engine.url.render_as_string(hide_password=False)
+    found = _configured.get(normalise_url(url))
+    if found is None:
+        raise ConfigError("FIELDCAL_AUDIT_KEYS is not set: refusing to write an unsigned "
+                          "audit entry. Set it (comma-separated, newest first) in the "
+                          "instance's fieldcal.env.")
+    return found
 
 
 def content(entry: AuditEntry) -> dict[str, Any]:
@@ -37,22 +99,40 @@ def content(entry: AuditEntry) -> dict[str, Any]:
     }
 
 
-def _digest(entry: AuditEntry) -> str:
-    body = json.dumps({**content(entry), "prev": entry.prev_hash}, sort_keys=True, default=str)
-    return hashlib.sha256(body.encode("utf-8")).hexdigest()
+def _body(entry: AuditEntry, **extra: Any) -> bytes:
+    return json.dumps({**content(entry), "prev": entry.prev_hash, **extra},
+                      sort_keys=True, default=str).encode("utf-8")
+
+
+def legacy_digest(entry: AuditEntry) -> str:
+    """The unkeyed SHA-256 of entries written before the trail was keyed (revision 0005)."""
+    return hashlib.sha256(_body(entry)).hexdigest()
+
+
+def digest(entry: AuditEntry, key: bytes) -> str:
+    return hmac.new(key, _body(entry, key_id=entry.key_id), hashlib.sha256).hexdigest()
+
+
+def sign(entry: AuditEntry, keys: AuditKeys) -> None:
+    """Sign with the newest key (the entry's prev_hash must be set)."""
+    entry.key_id = keys.signing_id
+    entry.hash = digest(entry, keys.key(entry.key_id) or b"")
 
 
 def record(
     session: Session,
     actor: Actor,
-    action: str,
+    action: Action,
     entity: str,
     entity_id: object,
-    before: dict[str, Any] | None = None,
-    after: dict[str, Any] | None = None,
+    before: AppointmentSnapshot | dict[str, Any] | None = None,
+    after: AppointmentSnapshot | dict[str, Any] | None = None,
 ) -> AuditEntry:
+    keys = keys_for(session)
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": AUDIT_LOCK_KEY})
+        # wakes change streams on every host when this transaction commits
+        session.execute(text("SELECT pg_notify('fieldcal_changes', '')"))
     previous = session.execute(
         select(AuditEntry.hash).order_by(AuditEntry.id.desc()).limit(1)
     ).scalar_one_or_none()
@@ -68,13 +148,16 @@ def record(
         request_id=actor.request_id,
         prev_hash=previous or GENESIS,
     )
-    entry.hash = _digest(entry)
+    sign(entry, keys)
     session.add(entry)
     session.flush()
+    session.info.setdefault(PENDING, []).append(entry)
     return entry
 
 
-def _jsonable(value: dict[str, Any] | None) -> dict[str, Any] | None:
+def _jsonable(value: AppointmentSnapshot | dict[str, Any] | None) -> dict[str, Any] | None:
+    if isinstance(value, AppointmentSnapshot):
+        return value.as_record()
     return None if value is None else json.loads(json.dumps(value, default=str))
 
 
@@ -90,16 +173,34 @@ def trail(session: Session, entity: str, entity_id: object) -> list[AuditEntry]:
 
 @dataclass(frozen=True)
 class ChainBreak:
-    entry_id: int
+    entry_id: int | None
     reason: str
 
+    def describe(self) -> str:
+        return f"entry #{self.entry_id}: {self.reason}" if self.entry_id is not None else self.reason
 
-def verify(session: Session) -> Iterator[ChainBreak]:
-    """Every place where the chain does not hold."""
+
+def entry_breaks(entry: AuditEntry, expected_prev: str, keys: AuditKeys) -> list[str]:
+    """Why this entry does not hold (empty when it does)."""
+    reasons = []
+    if entry.prev_hash != expected_prev:
+        reasons.append("previous hash does not match the entry before it "
+                       "(an earlier entry was removed, inserted or altered)")
+    key = keys.key(entry.key_id)
+    if entry.key_id is None:
+        reasons.append("unsigned entry (written before the trail was keyed, or marked so by hand)")
+    elif key is None:
+        reasons.append(f"signed with key id {entry.key_id}, which is not in FIELDCAL_AUDIT_KEYS")
+    elif not hmac.compare_digest(digest(entry, key), entry.hash or ""):
+        reasons.append("content does not match its keyed hash (the entry was altered)")
+    return reasons
+
+
+def verify(session: Session, keys: AuditKeys | None = None) -> Iterator[ChainBreak]:
+    """Every place where the chain does not hold (the head's anchor is checked apart)."""
+    keys = keys or keys_for(session)
     expected_prev = GENESIS
     for entry in session.scalars(select(AuditEntry).order_by(AuditEntry.id)).yield_per(1000):
-        if entry.prev_hash != expected_prev:
-            yield ChainBreak(entry.id, "previous hash does not match the entry before it")
-        if _digest(entry) != entry.hash:
-            yield ChainBreak(entry.id, "content does not match its hash")
+        for reason in entry_breaks(entry, expected_prev, keys):
+            yield ChainBreak(entry.id, reason)
         expected_prev = entry.hash

@@ -7,11 +7,13 @@ RETURNING`), so a sequence value is taken under the row lock and commits in orde
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
+from typing import Any, cast
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import CursorResult, delete, func, select, update
 from sqlalchemy.orm import Session
 
-from server.models import Change, Collection, utcnow
+from server.models import AuditEntry, Change, Collection, utcnow
 
 
 class TokenExpired(ValueError):
@@ -74,8 +76,38 @@ def prune(session: Session, collection: Collection, keep: int, older_than: dt.ti
     ).scalar_one()
     if horizon is None:
         return 0
-    result = session.execute(
+    result = cast("CursorResult[*tuple[Any, ...]]", session.execute(
         delete(Change).where(Change.collection_id == collection.id, Change.seq <= horizon)
-    )
+    ))
     collection.pruned_seq = horizon
     return result.rowcount
+
+
+@dataclass(frozen=True)
+class Event:
+    """One change as a program sees it: what changed, when, by whom, through which channel."""
+
+    id: int
+    at: dt.datetime
+    actor: str
+    channel: str
+    action: str
+    entity: str
+    entity_id: str
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+
+
+def events(session: Session, after: int = 0, limit: int = 100,
+           entity: str | None = None) -> list[Event]:
+    """Changes after position `after`, oldest first.
+
+    Positions are the audit trail's ids: every domain change writes exactly one entry
+    there, and entries are appended under one lock, so ids commit in order and a reader
+    that resumes after the last id it saw misses nothing.
+    """
+    query = select(AuditEntry).where(AuditEntry.id > after).order_by(AuditEntry.id).limit(limit)
+    if entity is not None:
+        query = query.where(AuditEntry.entity == entity)
+    return [Event(e.id, e.at, e.actor, e.channel, e.action, e.entity, e.entity_id, e.before,
+                  e.after) for e in session.scalars(query)]

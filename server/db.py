@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import functools
 import os
+import secrets
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -16,6 +18,8 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.orm import Session
+
+from server import timesql
 
 WRITE_OPTION = "fieldcal_write"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -40,11 +44,30 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
+        timesql.register_sqlite(dbapi_connection)  # time zones for the reports' SQL
 
     @event.listens_for(engine, "begin")
     def on_begin(connection: Connection) -> None:
         write = connection.get_execution_options().get(WRITE_OPTION, False)
         connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+_TAGS: dict[int, str] = {}
+
+
+def process_tag() -> str:
+    """This process's name on its PostgreSQL connections (`application_name`): the machine,
+    the pid and a random part, so a tag names one process, never a successor with its pid."""
+    pid = os.getpid()
+    if pid not in _TAGS:
+        _TAGS[pid] = f"fieldcal {socket.gethostname()[:30]} {pid} {secrets.token_hex(3)}"
+    return _TAGS[pid]
+
+
+def _name_postgresql_connections(engine: Engine) -> None:
+    @event.listens_for(engine, "do_connect")
+    def on_connect(_dialect: Any, _record: Any, _args: Any, params: dict[str, Any]) -> None:
+        params["application_name"] = process_tag()
 
 
 def create_database_engine(url: str) -> Engine:
@@ -56,7 +79,9 @@ def create_database_engine(url: str) -> Engine:
         )
         _configure_sqlite(engine)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+    engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+    _name_postgresql_connections(engine)
+    return engine
 
 
 class Database:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
@@ -16,13 +17,25 @@ from zoneinfo import ZoneInfo
 import icalendar
 from sqlalchemy import select
 
-from server import calendars, directory, links, scheduling
+from server import calendars, directory, links, scheduling, staff
 from server.context import Context
-from server.models import Appointment, AppointmentStatus, Customer, JobStatus, Role, ShareLink, User
-from server.scheduling import capacity
+from server.models import (
+    Appointment,
+    AppointmentStatus,
+    Credential,
+    Customer,
+    JobStatus,
+    Role,
+    ShareLink,
+    User,
+)
+from server.scheduling import areas, capacity
+from server.scheduling.travel import NotEnoughTravelTime
 
 PASSWORD_LABEL = "demo"
 BUSINESS_TIMEZONE = "Europe/Berlin"
+BUSINESS_PHONE = "+49 30 5550 0100"
+BUSINESS_EMAIL = "office@compressor-service.example.com"
 DAYS_BACK = 7
 DAYS_AHEAD = 7
 
@@ -51,6 +64,7 @@ class CustomerSpec:
     model: str
     serial: str
     team: str
+    coordinates: tuple[float, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -61,6 +75,13 @@ class DemoAccount:
 
 
 TEAMS = (("berlin", "Berlin crew"), ("new-york", "New York crew"))
+# Where each crew works: (country, postcode prefixes). Berlin and Potsdam; New York City
+# and the New Jersey side of the Hudson.
+TEAM_AREAS = {
+    "berlin": ("DE", ("10", "12", "13", "14")),
+    "new-york": ("US", ("100", "101", "102", "103", "104", "110", "111", "112", "113", "114",
+                        "116", "070", "073")),
+}
 TECHNICIANS = (
     Person("anna", "Anna Schmidt", "Europe/Berlin", ("rotary-screw", "electrical"), "berlin"),
     Person("jonas", "Jonas Weber", "Europe/Berlin", ("piston", "dryers"), "berlin"),
@@ -72,19 +93,19 @@ DISPATCHER = Person("dana", "Dana Fischer", "Europe/Berlin")
 CUSTOMERS = (
     CustomerSpec("Bäckerei Hoffmann GmbH", "service@hoffmann.example.com", "+49 30 5550 1234",
                  "Europe/Berlin", "Kastanienallee 12, 10435 Berlin", "Kaeser", "SK 22",
-                 "KS-22-104877", "berlin"),
+                 "KS-22-104877", "berlin", (52.5386, 13.4098)),
     CustomerSpec("Müller Metallbau KG", "werkstatt@mueller-metall.example.com", "+49 331 5550 88",
                  "Europe/Berlin", "Am Bahnhof 3, 14467 Potsdam", "Atlas Copco", "GA 30 VSD",
-                 "API-918273", "berlin"),
+                 "API-918273", "berlin", (52.3917, 13.0666)),
     CustomerSpec("Spree Brauerei", "technik@spree-brauerei.example.com", "+49 30 5550 7781",
                  "Europe/Berlin", "Holzmarktstraße 25, 10243 Berlin", "BOGE", "C 9 LDN",
-                 "BG-5521-09", "berlin"),
+                 "BG-5521-09", "berlin", (52.5113, 13.4253)),
     CustomerSpec("Brooklyn Auto Body Inc.", "shop@brooklyn-autobody.example.com",
                  "+1 718 555 0142", "America/New_York", "118 Richards St, Brooklyn, NY 11231",
-                 "Ingersoll Rand", "R11i", "IR-R11I-77311", "new-york"),
+                 "Ingersoll Rand", "R11i", "IR-R11I-77311", "new-york", (40.6783, -74.0104)),
     CustomerSpec("Hudson Dental Lab", "lab@hudson-dental.example.com", "+1 201 555 0187",
                  "America/New_York", "40 Newark St, Hoboken, NJ 07030", "Quincy", "QGS 10",
-                 "QN-10-55120", "new-york"),
+                 "QN-10-55120", "new-york", (40.7370, -74.0300)),
 )
 
 JOBS = (
@@ -151,10 +172,20 @@ def ensure(ctx: Context, today: dt.date, now: dt.datetime) -> bool:
 
 
 def issue_passwords(ctx: Context) -> list[DemoAccount]:
-    """A fresh app password for each demo account (earlier ones keep working)."""
+    """A fresh demo app password for each demo account; it replaces the previous demo one.
+
+    Passwords are stored hashed, so the earlier ones cannot be shown again: they are
+    revoked instead of piling up. App passwords with another label (a phone's) stay.
+    """
     accounts = []
     users = ctx.session.scalars(select(User).where(User.login.in_(demo_logins()))).all()
     by_login = {user.login: user for user in users}
+    earlier = ctx.session.scalars(
+        select(Credential.id).where(Credential.user_id.in_([u.id for u in users]),
+                                    Credential.label == PASSWORD_LABEL,
+                                    Credential.revoked_at.is_(None))).all()
+    for credential_id in earlier:
+        directory.revoke_password(ctx, credential_id)
     for login in demo_logins():
         user = by_login.get(login)
         if user is None:
@@ -164,8 +195,18 @@ def issue_passwords(ctx: Context) -> list[DemoAccount]:
     return accounts
 
 
+def issue_console_password(ctx: Context) -> tuple[str, str]:
+    """A fresh console password for the demo dispatcher (it ends their earlier sessions)."""
+    password = secrets.token_urlsafe(15)
+    staff.set_password(ctx, DISPATCHER.login, password)
+    return DISPATCHER.login, password
+
+
 def load(ctx: Context, today: dt.date, now: dt.datetime) -> None:
     teams = {slug: directory.add_team(ctx, slug, name) for slug, name in TEAMS}
+    for slug, (country, prefixes) in TEAM_AREAS.items():
+        for prefix in prefixes:
+            areas.add_service_area(ctx, team=teams[slug], country=country, postcode_prefix=prefix)
     directory.add_user(ctx, DISPATCHER.login, name=DISPATCHER.name, email=DISPATCHER.email,
                        role=Role.DISPATCHER, timezone=DISPATCHER.timezone)
     technicians: dict[str, User] = {}
@@ -181,6 +222,8 @@ def load(ctx: Context, today: dt.date, now: dt.datetime) -> None:
             ctx, spec.name, email=spec.email, phone=spec.phone, timezone=spec.timezone,
             address=spec.address, compressor_make=spec.make, compressor_model=spec.model,
             compressor_serial=spec.serial,
+            latitude=spec.coordinates[0] if spec.coordinates else None,
+            longitude=spec.coordinates[1] if spec.coordinates else None,
         )
         for spec in CUSTOMERS
     }
@@ -196,11 +239,14 @@ def load(ctx: Context, today: dt.date, now: dt.datetime) -> None:
         window = (visit.starts_at, visit.starts_at + dt.timedelta(hours=2)) if number % 3 == 0 else None
         upcoming = visit.starts_at > now
         tentative = upcoming and number % 7 == 3
-        appointment = scheduling.book(
-            ctx, job, technicians[visit.technician.login], visit.starts_at, visit.ends_at,
-            status=AppointmentStatus.TENTATIVE if tentative else AppointmentStatus.CONFIRMED,
-            window=window,
-        )
+        try:
+            appointment = scheduling.book(
+                ctx, job, technicians[visit.technician.login], visit.starts_at, visit.ends_at,
+                status=AppointmentStatus.TENTATIVE if tentative else AppointmentStatus.CONFIRMED,
+                window=window,
+            )
+        except NotEnoughTravelTime:
+            continue  # too far from the visit before: the job waits for a dispatcher
         if visit.ends_at <= now:
             scheduling.accept(ctx, appointment)
             scheduling.set_status(ctx, appointment, JobStatus.COMPLETED)
@@ -234,6 +280,7 @@ SHOWCASE_LINKS = (
     ("Berlin crew week view", links.Purpose.SHARE, "team:berlin", None),
     ("Anna's jobs feed (subscribe)", links.Purpose.FEED, "technician:anna", None),
     ("Anna's free/busy feed", links.Purpose.FEED, "technician:anna", links.LinkAudience.FREEBUSY),
+    ("Anna's day on a phone (on my way, on site, done)", links.Purpose.DAY, "technician:anna", None),
 )
 
 

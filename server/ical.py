@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -15,12 +16,14 @@ from enum import StrEnum
 import icalendar
 from dateutil.rrule import rrulestr
 
+from server import recurrence
 from server.errors import InvalidInput
 from server.models import Appointment, AppointmentStatus
 from server.text import clean_text
 
 PRODID = "-//fieldcal//fieldcal 0.1//EN"
 FAR_FUTURE = dt.datetime(9999, 1, 1, tzinfo=dt.UTC)
+CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|\r(?!\n)")
 
 
 class Audience(StrEnum):
@@ -153,16 +156,105 @@ def first_component(calendar: icalendar.Calendar) -> icalendar.cal.Component:
     raise InvalidInput("The calendar object has no VEVENT, VTODO or VJOURNAL.")
 
 
+def check_characters(text: str) -> None:
+    """Refuse control characters: RFC 5545 allows none but TAB, and CR only before LF.
+
+    A lone CR inside a value would end the line for some readers and not for others,
+    so two readers could see two different objects in one stored text.
+    """
+    found = CONTROL.search(text)
+    if found is None:
+        return
+    line = text.count("\n", 0, found.start()) + 1
+    if found.group() == "\r":
+        raise InvalidInput(f"Malformed iCalendar: a carriage return (CR) without a line feed on "
+                           f"line {line}; end lines with CRLF and write no CR inside values.")
+    raise InvalidInput(f"Malformed iCalendar: control character U+{ord(found.group()):04X} on "
+                       f"line {line}; iCalendar text may not contain control characters.")
+
+
+ONCE = ("UID", "DTSTART", "DTEND", "DUE", "DURATION", "RECURRENCE-ID", "DTSTAMP", "SEQUENCE",
+        "STATUS", "TRANSP", "CLASS", "SUMMARY", "VERSION", "PRODID")  # at most once (RFC 5545)
+FOLD = re.compile(r"\r?\n[ \t]")
+BEGIN_END = re.compile(r"^(BEGIN|END):(.*)$", re.IGNORECASE)
+
+
+def check_nesting(text: str) -> None:
+    """Every END closes the BEGIN before it (icalendar alone does not check the names)."""
+    open_components: list[str] = []
+    for line in FOLD.sub("", text).split("\n"):
+        found = BEGIN_END.match(line.rstrip("\r"))
+        if found is None:
+            continue
+        keyword, name = found.group(1).upper(), found.group(2).strip().upper()
+        if keyword == "BEGIN":
+            open_components.append(name)
+        elif not open_components or open_components.pop() != name:
+            raise InvalidInput(f"Malformed iCalendar: END:{name} does not close the component "
+                               "opened before it.")
+    if open_components:
+        raise InvalidInput(f"Malformed iCalendar: BEGIN:{open_components[-1]} is never closed.")
+
+
+def without_alarms(text: str) -> str:
+    """The object without its VALARMs (unfolded, CRLF line ends)."""
+    kept: list[str] = []
+    depth = 0
+    for line in FOLD.sub("", text).split("\n"):
+        line = line.rstrip("\r")
+        upper = line.upper()
+        if upper.startswith("BEGIN:VALARM"):
+            depth += 1
+        elif depth and upper.startswith("END:VALARM"):
+            depth -= 1
+        elif not depth:
+            kept.append(line)
+    return "\r\n".join(kept)
+
+
+def check_strict(text: str) -> None:
+    """What we store as sent must be readable by a strict parser (RFC 5545 as `ical` reads it).
+
+    Alarms are the client's own reminders and are left out of this check: clients
+    write DISPLAY alarms without the DESCRIPTION the RFC asks for, and strict
+    readers of our feeds never see personal items' alarms.
+    """
+    # Loaded with the first object checked (its pydantic models take ~17 MiB): processes
+    # that only read calendars never load it.
+    from ical.calendar_stream import IcsCalendarStream
+    from ical.exceptions import CalendarParseError
+
+    try:
+        IcsCalendarStream.calendar_from_ics(without_alarms(text))
+    except CalendarParseError as exc:
+        detail = (exc.detailed_error or str(exc)).splitlines()
+        reason = " ".join(line.strip() for line in detail[:2] if "errors.pydantic" not in line)
+        raise InvalidInput(f"Malformed iCalendar: {reason[:300]}") from exc
+    except ValueError as exc:
+        raise InvalidInput(f"Malformed iCalendar: {str(exc)[:300]}") from exc
+
+
 def parse_object(text: str) -> ParsedObject:
     """Parse one calendar object resource; InvalidInput says what is wrong."""
-    if "\x00" in text:
-        raise InvalidInput("Malformed iCalendar: NUL characters are not allowed.")
+    check_characters(text)
+    check_nesting(text)
     try:
         calendar = icalendar.Calendar.from_ical(text)
     except ValueError as exc:
         raise InvalidInput(f"Malformed iCalendar: {exc}") from exc
     if not isinstance(calendar, icalendar.Calendar) or calendar.name != "VCALENDAR":
         raise InvalidInput("Expected one VCALENDAR object.")
+    for component in calendar.walk():  # values icalendar kept as broken (e.g. DTSTAMP:20311350)
+        for name, error in component.errors:
+            raise InvalidInput(f"Malformed iCalendar: {component.name} {name}: {error}")
+        for name in ONCE:
+            if isinstance(component.get(name), list):
+                raise InvalidInput(f"Malformed iCalendar: {component.name} has more than one {name}.")
+        for rule in _as_list(component.get("rrule", [])):
+            if "FREQ" not in rule:  # icalendar drops a part it cannot read, FREQ included
+                raise InvalidInput(f"Malformed iCalendar: RRULE {rule.to_ical().decode()!r} "
+                                   "has no FREQ.")
+    check_strict(text)
     components = [
         c for c in calendar.subcomponents if c.name in ("VEVENT", "VTODO", "VJOURNAL")
     ]
@@ -173,13 +265,14 @@ def parse_object(text: str) -> ParsedObject:
         raise InvalidInput("Every component of one calendar object must carry the same UID.")
     main = components[0]
     try:
+        recurrence.check(components)
         start, end = time_bounds(components)
     except ValueError as exc:  # icalendar's broken properties (InvalidCalendar) included
         raise InvalidInput(f"Malformed iCalendar: {exc}") from exc
     return ParsedObject(
         calendar=calendar,
         uid=uids.pop(),
-        component=main.name,
+        component=str(main.name),
         dtstart=start,
         dtend=end,
         transparent=str(main.get("transp", "OPAQUE")).upper() == "TRANSPARENT",
@@ -188,6 +281,8 @@ def parse_object(text: str) -> ParsedObject:
 
 def as_utc(value: dt.date | dt.datetime) -> dt.datetime:
     """A DATE is midnight UTC; a floating time is taken as UTC."""
+    if not isinstance(value, dt.date):  # e.g. DTSTART;VALUE=TIME or a PERIOD
+        raise ValueError(f"{value!r} is not a date or a date-time")
     if not isinstance(value, dt.datetime):
         return dt.datetime(value.year, value.month, value.day, tzinfo=dt.UTC)
     if value.tzinfo is None:

@@ -13,15 +13,16 @@ from enum import StrEnum
 from typing import Any
 
 from itsdangerous import BadData, TimestampSigner, URLSafeTimedSerializer
+from itsdangerous.encoding import base64_decode, base64_encode
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from server import audit
+from server.actions import Action
 from server.context import Context, operation
 from server.directory import find_customer, find_team, find_user
 from server.errors import InvalidInput, NotFound
 from server.models import Appointment, Role, ShareLink, utcnow
-from server.scheduling import get_appointment
 
 CLOCK_SKEW = dt.timedelta(seconds=60)
 USE_RESOLUTION = dt.timedelta(seconds=60)
@@ -32,6 +33,25 @@ class Purpose(StrEnum):
     SHARE = "share"
     MANAGE = "manage"
     BOOKING = "booking"
+    DAY = "day"  # a technician's "my day" page
+
+
+def path(purpose: Purpose | str, token: str) -> str:
+    """Where a link's token leads on this server."""
+    if purpose == Purpose.FEED:
+        return f"/feeds/{token}.ics"
+    if purpose == Purpose.MANAGE:
+        return f"/m/{token}"
+    if purpose == Purpose.DAY:
+        return f"/d/{token}"
+    return f"/s/{token}"
+
+
+def freebusy_path(link: ShareLink, token: str) -> str | None:
+    """The free/busy variant of a technician's feed link (one VFREEBUSY), if it has one."""
+    if link.purpose != Purpose.FEED or link.subject_kind != SubjectKind.TECHNICIAN:
+        return None
+    return f"/feeds/{token}.ifb"
 
 
 class SubjectKind(StrEnum):
@@ -61,6 +81,31 @@ ALLOWED_AUDIENCES = {
     SubjectKind.CUSTOMER: {LinkAudience.CUSTOMER, LinkAudience.FREEBUSY},
     SubjectKind.APPOINTMENT: {LinkAudience.CUSTOMER, LinkAudience.FREEBUSY},
 }
+
+
+TOKEN_ALPHABET = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+
+
+def is_canonical(token: str) -> bool:
+    """Whether `token` is exactly as itsdangerous writes it, character for character.
+
+    itsdangerous reads leniently: it drops non-ASCII characters and anything
+    outside the base64 alphabet, accepts padding, and ignores the unused low
+    bits of a part's last character. So one token would have many spellings
+    that verify. Only the spelling it writes is accepted: every part (after a
+    leading "." that marks a compressed payload) is non-empty unpadded
+    URL-safe base64 that encodes back to itself.
+    """
+    parts = (token[1:] if token.startswith(".") else token).split(".")
+    for part in parts:
+        if not part or not set(part) <= TOKEN_ALPHABET:
+            return False
+        try:
+            if base64_encode(base64_decode(part)).decode("ascii") != part:
+                return False
+        except BadData:
+            return False
+    return True
 
 
 class InvalidLink(Exception):
@@ -102,7 +147,9 @@ def parse_subject(session: Session, text: str) -> Subject:
     if kind is SubjectKind.CUSTOMER:
         customer = find_customer(session, int(key))
         return Subject(kind, customer.id, customer.name)
-    appointment: Appointment = get_appointment(session, int(key))
+    appointment = session.get(Appointment, int(key))
+    if appointment is None:
+        raise NotFound(f"No appointment #{key}.")
     return Subject(kind, appointment.id, appointment.uid)
 
 
@@ -138,6 +185,8 @@ class LinkSigner:
         return serializer.dumps([link.id, link.version])
 
     def loads(self, token: str, purpose: Purpose) -> tuple[int, int]:
+        if not is_canonical(token):
+            raise InvalidLink("token is not spelled as it was issued")
         try:
             payload, signed_at = self._serializer(purpose).loads(token, return_timestamp=True)
         except BadData as exc:
@@ -192,10 +241,12 @@ def issue(
         )
     if expires_at is not None and expires_at <= utcnow():
         raise InvalidInput("The expiry must be in the future.")
+    if purpose is Purpose.DAY and subject.kind is not SubjectKind.TECHNICIAN:
+        raise InvalidInput("A day link is a technician's own page: use technician:LOGIN.")
     link = _new_link(ctx, purpose, subject, audience, expires_at, label)
     if purpose is Purpose.SHARE:
         _new_link(ctx, Purpose.FEED, subject, audience, expires_at, label, parent=link)
-    audit.record(ctx.session, ctx.actor, "link.issue", "share_link", link.id,
+    audit.record(ctx.session, ctx.actor, Action.LINK_ISSUE, "share_link", link.id,
                  after={"purpose": purpose.value, "subject": f"{subject.kind.value}:{subject.id}",
                         "audience": audience.value,
                         "expires_at": expires_at.isoformat() if expires_at else None})
@@ -245,7 +296,7 @@ def revoke(ctx: Context, link: ShareLink) -> ShareLink:
         for child in ctx.session.scalars(select(ShareLink).where(ShareLink.parent_id == link.id)):
             child.revoked_at = link.revoked_at
             child.version += 1
-        audit.record(ctx.session, ctx.actor, "link.revoke", "share_link", link.id,
+        audit.record(ctx.session, ctx.actor, Action.LINK_REVOKE, "share_link", link.id,
                      after={"version": link.version})
     return link
 
@@ -258,7 +309,7 @@ def rotate(ctx: Context, link: ShareLink) -> ShareLink:
     link.version += 1
     for child in ctx.session.scalars(select(ShareLink).where(ShareLink.parent_id == link.id)):
         child.version += 1
-    audit.record(ctx.session, ctx.actor, "link.rotate", "share_link", link.id,
+    audit.record(ctx.session, ctx.actor, Action.LINK_ROTATE, "share_link", link.id,
                  after={"version": link.version})
     return link
 
@@ -268,6 +319,16 @@ def links_of(session: Session, subject: Subject) -> list[ShareLink]:
         select(ShareLink)
         .where(ShareLink.subject_kind == subject.kind, ShareLink.subject_id == subject.id)
         .order_by(ShareLink.id)
+    ))
+
+
+def recent(session: Session, limit: int = 200) -> list[ShareLink]:
+    """The newest feed and share-page links a person issued (a share page's own feed link is
+    left out: it lives and dies with its page), newest first."""
+    return list(session.scalars(
+        select(ShareLink)
+        .where(ShareLink.purpose.in_((Purpose.FEED, Purpose.SHARE)), ShareLink.parent_id.is_(None))
+        .order_by(ShareLink.id.desc()).limit(limit)
     ))
 
 

@@ -1,16 +1,21 @@
-"""Fixed-window rate limits kept in the database, so every worker and host sees the same counts."""
+"""Fixed-window rate limits and markers kept in the database, so every worker and host sees them."""
 
 from __future__ import annotations
 
 import datetime as dt
 import math
 
+from sqlalchemy import delete, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from server.errors import FieldcalError
 from server.models import RateLimitBucket, utcnow
+
+KEEP = dt.timedelta(days=31)
+"""How long a bucket is kept after its window opened: longer than any window or marker
+(the login throttle trusts a device for 30 days)."""
 
 
 class RateLimited(FieldcalError):
@@ -45,3 +50,38 @@ def hit(session: Session, key: str, limit: int, window: dt.timedelta) -> None:
         remaining = window - (now - bucket.window_start)
         raise RateLimited(max(1, math.ceil(remaining.total_seconds())))
     bucket.count += 1
+
+
+def waiting(session: Session, keys: list[str], limit: int,
+            window: dt.timedelta) -> dict[str, int]:
+    """Seconds to wait for each of `keys` already at `limit` in its window (read only)."""
+    now = utcnow()
+    found: dict[str, int] = {}
+    for bucket in session.scalars(select(RateLimitBucket).where(RateLimitBucket.key.in_(keys))):
+        remaining = window - (now - bucket.window_start)
+        if bucket.count >= limit and remaining > dt.timedelta(0):
+            found[bucket.key] = max(1, math.ceil(remaining.total_seconds()))
+    return found
+
+
+def noted_at(session: Session, key: str) -> dt.datetime | None:
+    """When `note` last wrote `key`."""
+    bucket = session.get(RateLimitBucket, key)
+    return bucket.window_start if bucket is not None else None
+
+
+def note(session: Session, key: str) -> None:
+    """Remember now under `key` (a marker, e.g. "this address signed in"), in a write transaction."""
+    now = utcnow()
+    dialect = session.get_bind().dialect.name
+    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    session.execute(
+        insert(RateLimitBucket).values(key=key, window_start=now, count=0)
+        .on_conflict_do_update(index_elements=["key"], set_={"window_start": now})
+    )
+
+
+def prune(session: Session, now: dt.datetime, keep: dt.timedelta = KEEP) -> int:
+    """Delete buckets and markers whose window opened more than `keep` ago; how many went."""
+    gone = session.execute(delete(RateLimitBucket).where(RateLimitBucket.window_start < now - keep))
+    return int(getattr(gone, "rowcount", 0) or 0)

@@ -22,9 +22,13 @@ from types import FrameType
 from gunicorn.config import Config as GunicornConfig
 
 from server.config import ENV_PREFIX, Settings
+from server.web.proxies import TrustedProxies
 
 ROOT = Path(__file__).resolve().parent.parent
 GRACE_S = 35.0  # gunicorn's graceful timeout is 30 s
+WORKER_CLASS = "server.web.gunicorn_worker.DeadlineThreadWorker"
+THREADS_PER_WORKER = 16
+REQUEST_READ_S = 30  # gunicorn's --timeout: the deadline for reading one request (and per send)
 READY_TIMEOUT_S = 60.0
 WORKER_RESTARTS_PER_MINUTE = 5
 POLL_S = 0.2
@@ -36,6 +40,7 @@ class ServeOptions:
     port: int = 8000
     workers: int = 2
     worker: bool = True
+    trusted_proxies: str = ""  # FIELDCAL_TRUSTED_PROXIES: they may also say the scheme (https)
 
 
 def app_spec() -> str:
@@ -45,20 +50,34 @@ def app_spec() -> str:
     return "server.app:create_app()"
 
 
-def gunicorn_command(options: ServeOptions) -> list[str]:
+def gunicorn_command(options: ServeOptions, extra: tuple[str, ...] = ()) -> list[str]:
+    """gunicorn's command line; `extra` options come last (gunicorn lets the last one win)."""
     command = [
         sys.executable, "-m", "gunicorn",
         "--bind", f"{_bind_host(options.host)}:{options.port}",
         "--workers", str(options.workers),
+        "--worker-class", WORKER_CLASS,
+        "--threads", str(THREADS_PER_WORKER),
+        "--timeout", str(REQUEST_READ_S),
         "--pythonpath", str(ROOT),
         "--graceful-timeout", "30",
-        "--forwarded-allow-ips", "127.0.0.1,::1",
+        "--forwarded-allow-ips", forwarded_allow_ips(options.trusted_proxies),
         "--access-logfile", "-",
-        "--logger-class", "server.access_log.RedactingLogger",
+        "--logger-class", "server.web.access_log.RedactingLogger",
     ]
     if "control_socket_disable" in GunicornConfig().settings:
         command.append("--no-control-socket")  # one shared per-user socket path otherwise
-    return [*command, app_spec()]
+    return [*command, *extra, app_spec()]
+
+
+def forwarded_allow_ips(trusted_proxies: str) -> str:
+    """Whose X-Forwarded-Proto gunicorn believes: loopback, and the proxies the app trusts for
+    the client's address (a proxy on another machine terminates TLS too; without this the
+    app would build http:// links behind an https proxy)."""
+    proxies = TrustedProxies.parse(trusted_proxies)
+    if proxies.hops:
+        return "*"  # a fixed number of proxies always stands in front
+    return ",".join(["127.0.0.1", "::1", *(str(n) for n in proxies.networks)])
 
 
 def worker_command() -> list[str]:
@@ -185,7 +204,8 @@ class Supervisor:
         public = self.env[f"{ENV_PREFIX}BASE_URL"]
         worker = f"outbox worker pid {self.worker.pid}" if self.worker else "no outbox worker"
         lines = [
-            f"fieldcal is running (gunicorn, {self.options.workers} workers; {worker}):",
+            f"fieldcal is running (gunicorn, {self.options.workers} workers × "
+            f"{THREADS_PER_WORKER} threads; {worker}):",
             f"  web:    {local}/",
             f"  CalDAV: {local}/dav/   (clients may also discover it at {local}/.well-known/caldav)",
         ]

@@ -60,6 +60,16 @@ class PermanentFailure(Exception):
     """Raised by a handler when retrying cannot help: the message is dead-lettered at once."""
 
 
+class RetryLater(Exception):
+    """Raised by a handler to be tried again after `delay`; an uncounted retry (a platform's
+    429, a paused integration) does not bring the message closer to dead-lettering."""
+
+    def __init__(self, reason: str, delay: dt.timedelta, *, counted: bool = False) -> None:
+        super().__init__(reason)
+        self.delay = delay
+        self.counted = counted
+
+
 def register(kind: str) -> Callable[[Handler], Handler]:
     """Decorator: make `handler` the deliverer of outbox messages of `kind`."""
 
@@ -134,8 +144,10 @@ class Worker:
     rng: random.Random = field(default_factory=random.Random)
     report_interval_s: float = UNHANDLED_REPORT_INTERVAL_S
     periodic: tuple[Periodic, ...] = ()
+    on_dead: Callable[[Delivery, str], None] | None = None  # told after a message is dead-lettered
     waiting_without_handler: dict[str, int] = field(default_factory=dict, init=False)
     _last_report: float = field(default=float("-inf"), init=False)
+    _last_dead_error: str = field(default="", init=False)
 
     def run_once(self) -> Stats:
         """Run the chores that are due, then claim one batch and deliver it."""
@@ -212,6 +224,15 @@ class Worker:
 
     def deliver(self, delivery: Delivery) -> Stats:
         """Run the handler of a claimed message and record the outcome."""
+        stats = self._deliver(delivery)
+        if stats.dead and self.on_dead is not None:
+            try:
+                self.on_dead(delivery, self._last_dead_error)
+            except (OperationalError, InterfaceError):
+                log.warning("could not raise the alert for dead-lettered message %s", delivery.id)
+        return stats
+
+    def _deliver(self, delivery: Delivery) -> Stats:
         handler = self.handlers[delivery.kind]
         error: str | None = None
         permanent = False
@@ -219,6 +240,8 @@ class Worker:
             handler(delivery)
         except PermanentFailure as exc:
             error, permanent = f"permanent failure: {exc}", True
+        except RetryLater as exc:
+            return self._postpone(delivery, exc)
         except Exception as exc:  # any handler failure is retried; it must not stop the others
             error = f"{type(exc).__name__}: {exc}"
             log.warning("outbox message %s (%s) attempt %s failed: %s",
@@ -242,6 +265,7 @@ class Worker:
             elif permanent or message.attempts >= self.policy.max_attempts:
                 message.status = DEAD
                 message.last_error = error[:MAX_ERROR_CHARS]
+                self._last_dead_error = message.last_error
                 stats.dead += 1
                 log.error("outbox message %s (%s) dead-lettered after %s attempt(s): %s",
                           message.id, message.kind, message.attempts, error)
@@ -250,6 +274,21 @@ class Worker:
                 message.last_error = error[:MAX_ERROR_CHARS]
                 message.next_attempt_at = now + self.policy.delay(message.attempts, self.rng)
                 stats.retried += 1
+        return stats
+
+    def _postpone(self, delivery: Delivery, retry: RetryLater) -> Stats:
+        stats = Stats()
+        with self.database.write() as session:
+            message = session.get(OutboxMessage, delivery.id, with_for_update=True)
+            if message is None or message.status != SENDING or message.attempts != delivery.attempt:
+                stats.lost += 1
+                return stats
+            message.status = PENDING
+            message.last_error = f"retry later: {retry}"[:MAX_ERROR_CHARS]
+            message.next_attempt_at = self.clock() + retry.delay
+            if not retry.counted:
+                message.attempts -= 1
+            stats.retried += 1
         return stats
 
     def _run_periodic(self) -> None:

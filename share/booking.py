@@ -20,8 +20,8 @@ from server import links
 from server.context import Context
 from server.errors import Conflict, InvalidInput, NotFound
 from server.models import Appointment, AppointmentStatus, ServiceType, ShareLink, utcnow
-from server.scheduling import booking
-from server.webcontext import database, link_signer, settings
+from server.scheduling import areas, booking
+from server.web.context import database, link_signer, settings
 from share import pagekit
 from share.forms import (
     Details,
@@ -31,14 +31,15 @@ from share.forms import (
     parse_slot,
     parse_week,
     valid_key,
-    zone_choices,
-    zone_label,
 )
 from share.picker import visit_view, week_of
+from share.routes import refuse_input
+from share.zones import grouped
 
 log = logging.getLogger(__name__)
 bp = Blueprint("booking", __name__)
 bp.after_request(pagekit.protect)
+bp.register_error_handler(InvalidInput, refuse_input)
 
 TAKEN = "That time was just taken by someone else. Please pick another one — these times are free."
 STEPS = ("Service", "Your details", "Time", "Confirm")
@@ -99,14 +100,16 @@ def _render(template: str, status: int = 200, **values: object) -> Response:
 def _details_page(service: ServiceType, details: Details, errors: dict[str, str],
                   status: int = 200) -> Response:
     return _render("share/book_details.html", status, service=service, details=details,
-                   errors=errors, zones=[(z, zone_label(z)) for z in zone_choices()])
+                   errors=errors, zone_groups=grouped(settings().timezone),
+                   business_zone=settings().timezone)
 
 
 def picker_page(session: Session, service: ServiceType, details: Details, *, status: int = 200,
                 requested: dt.date | None = None, around: dt.datetime | None = None,
                 message: str = "", error: str = "") -> Response:
     week = week_of(session, service, details.zone, now=utcnow(),
-                   windows_zone=settings().timezone, requested=requested, around=around)
+                   windows_zone=settings().timezone, requested=requested, around=around,
+                   area=details.contact().area())
     return _render("share/book_slots.html", status, service=service, details=details,
                    details_token=pagekit.form_signer().details_token(details),
                    key=new_idempotency_key(), week=week, message=message, error=error)
@@ -150,7 +153,7 @@ def details_form(slug: str) -> Response:
         service = _service(session, slug)
         if service is None:
             return _no_service()
-        return _details_page(service, Details(timezone=settings().timezone), {})
+        return _details_page(service, Details(timezone=""), {})  # "" = work it out
 
 
 @bp.post("/book/<slug>/details")
@@ -163,6 +166,9 @@ def details_submit(slug: str) -> Response:
         service = _service(session, slug)
         if service is None:
             return _no_service()
+        if not errors and not details.contact().area().known and areas.in_use(session):
+            errors["address"] = ("Include the postcode in the address (e.g. 10178 Berlin), so we "
+                                 "can send a technician who works there")
         if errors:
             return _details_page(service, details, errors, 400)
         return picker_page(session, service, details)
@@ -229,19 +235,23 @@ def hold(slug: str) -> Response:
         with database().read() as session:  # the slow part, outside the serialised write
             service = booking.service_type_by_slug(session, slug)
             slot = None if booking.by_booking_key(session, key) else booking.find_slot(
-                session, service, starts_at, utcnow(), config.timezone)
+                session, service, starts_at, utcnow(), config.timezone,
+                area=details.contact().area())
         with database().write() as session:
             service = booking.service_type_by_slug(session, slug)
             ctx = Context(session, pagekit.customer_actor(None, details.email, "booking"),
                           config.organizer)
             appointment = booking.hold(ctx, service, starts_at, details.contact(),
                                        idempotency_key=key, windows_zone=config.timezone,
-                                       slot=slot)
+                                       slot=slot, client_address=pagekit.client_address())
             ref = HoldRef(appointment.id, key, details.timezone)
     except NotFound:
         return _no_service()
     except booking.TooManyBookings as exc:
         return pagekit.problem(409, "You already have visits booked", exc.message, start_over=False)
+    except booking.TooManyHolds as exc:
+        return pagekit.problem(429, "Too many reservations at once", exc.message,
+                               retry_after=exc.retry_after, start_over=False)
     except InvalidInput as exc:
         log.info("hold refused: %s", type(exc).__name__)
         with database().read() as session:
@@ -372,11 +382,12 @@ def confirmed(token: str) -> Response:
         manage = live_link(session, links.Purpose.MANAGE, appointment.id)
         share = live_link(session, links.Purpose.SHARE, appointment.id)
         share_token = signer.dumps(share) if share else ""
+        zone = ZoneInfo(ref.timezone)
         return _render(
             "share/book_confirmed.html",
-            visit=visit_view(appointment, ZoneInfo(ref.timezone)),
+            visit=visit_view(appointment, zone),
             email=appointment.job.customer.email,
-            cutoff_hours=settings().manage_cutoff_hours,
+            **pagekit.cutoff_values(appointment.starts_at, zone, utcnow()),
             manage_url=(settings().base_url + url_for("manage.page", token=signer.dumps(manage))
                         if manage else ""),
             ics_url=(url_for("share.visit_ics", token=share_token, appointment_id=appointment.id)

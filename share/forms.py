@@ -13,16 +13,18 @@ import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
-from zoneinfo import ZoneInfo, available_timezones
+from zoneinfo import ZoneInfo
 
 from itsdangerous import BadData, URLSafeTimedSerializer
+from werkzeug.datastructures import Headers
 
-from server.links import Purpose
+from server import inputs
+from server.links import Purpose, is_canonical
 from server.scheduling.booking import Contact
 from server.text import clean_text, one_line
+from share.zones import canonical, from_address, zone_choices
 
 DETAILS_MAX_AGE = dt.timedelta(hours=24)
 HOLD_TOKEN_MAX_AGE = dt.timedelta(hours=24)
@@ -59,24 +61,18 @@ class Details:
                        compressor_model=self.model)
 
 
-@lru_cache(maxsize=1)
-def zone_choices() -> tuple[str, ...]:
-    """Region/City zones and UTC, sorted: what a person would pick from."""
-    skip = ("Etc/", "SystemV/", "US/", "posix/", "right/")
-    names = {z for z in available_timezones() if "/" in z and not z.startswith(skip)}
-    return ("UTC", *sorted(names))
-
-
-def zone_label(name: str) -> str:
-    return name.replace("_", " ")
-
-
 def parse_details(form: Mapping[str, str], default_zone: str) -> tuple[Details, dict[str, str]]:
-    """The submitted details, cleaned, and an error message per field that needs fixing."""
+    """The submitted details, cleaned, and an error message per field that needs fixing.
+
+    An empty time zone means "work it out": the browser's zone (sent by a script),
+    else the address's country, else the business's zone.
+    """
     values = {name: form.get(name, "") or "" for name in LIMITS}
     cleaned = {name: (clean_text(v) if name in ("address", "problem") else one_line(v))
                for name, v in values.items()}
-    zone = form.get("timezone", "") or default_zone
+    chosen = form.get("timezone", "") or ""
+    zone = chosen or (canonical(form.get("browser_zone", "") or "")
+                      or from_address(cleaned["address"]) or default_zone)
     details = Details(timezone=zone if zone in zone_choices() else default_zone, **cleaned)
     errors: dict[str, str] = {}
     if not details.problem:
@@ -109,21 +105,13 @@ def valid_key(key: str) -> bool:
 
 
 def parse_slot(value: str) -> dt.datetime | None:
-    """A picked slot: an ISO timestamp with an offset, returned in UTC."""
-    try:
-        moment = dt.datetime.fromisoformat(value.strip())
-    except ValueError:
-        return None
-    if moment.tzinfo is None:
-        return None
-    return moment.astimezone(dt.UTC)
+    """A picked slot: an ISO timestamp with an offset, returned in UTC (OutOfRange: 400)."""
+    return inputs.parse_moment(value, "The chosen time")
 
 
 def parse_week(value: str) -> dt.date | None:
-    try:
-        return dt.date.fromisoformat(value.strip())
-    except ValueError:
-        return None
+    """A week to show, by any of its days (OutOfRange: 400)."""
+    return inputs.parse_day(value, "The week")
 
 
 @dataclass(frozen=True)
@@ -146,6 +134,8 @@ class FormSigner:
         self._csrf = URLSafeTimedSerializer(keys, salt=CSRF_SALT)
 
     def _load(self, serializer: URLSafeTimedSerializer, token: str, max_age: dt.timedelta) -> Any:
+        if not is_canonical(token):
+            return None
         try:
             return serializer.loads(token, max_age=int(max_age.total_seconds()))
         except BadData:
@@ -194,7 +184,7 @@ def _origin(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}".lower()
 
 
-def cross_origin(headers: Mapping[str, str], own_origins: set[str]) -> bool:
+def cross_origin(headers: Headers | Mapping[str, str], own_origins: set[str]) -> bool:
     """Whether the request says it came from another site.
 
     Browsers send `Origin: null` from pages with `Referrer-Policy: no-referrer`

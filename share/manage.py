@@ -1,8 +1,10 @@
 """The manage page: /m/<token> shows a booked visit; POSTs move or cancel it until the cut-off.
 
-GET never changes anything (mail scanners follow links). Both actions need a
-form token bound to the link's id and version and, when the browser names it, a
-same-site origin. The cut-off is enforced by the domain (PastCutoff).
+GET never changes anything (mail scanners follow links). Cancelling takes two
+steps: /m/<token>/cancel (GET) asks for confirmation and an optional reason, its
+form POSTs. Both actions need a form token bound to the link's id and version
+and, when the browser names it, a same-site origin. The cut-off is enforced by
+the domain (PastCutoff).
 """
 
 from __future__ import annotations
@@ -21,17 +23,22 @@ from server.errors import Conflict, InvalidInput, SlotTaken
 from server.ical import Audience, render_appointment
 from server.models import Appointment, AppointmentStatus, ShareLink, utcnow
 from server.scheduling import booking
+from server.scheduling.areas import area_of_site
 from server.scheduling.availability import Slot
-from server.webcontext import database, link_signer, settings
+from server.text import clean_text
+from server.web.context import database, link_signer, settings
 from share import pagekit
 from share.booking import TAKEN, live_link, subscribe_urls
 from share.forms import parse_slot, parse_week
 from share.picker import visit_view, week_of
+from share.routes import refuse_input
 
 log = logging.getLogger(__name__)
 bp = Blueprint("manage", __name__)
 bp.after_request(pagekit.protect)
+bp.register_error_handler(InvalidInput, refuse_input)
 
+REASON_LIMIT = 500
 NOTICES = {
     "moved": "Your visit has been moved. The new time is shown below.",
     "cancelled": "Your visit is cancelled. Thank you for letting us know.",
@@ -66,22 +73,21 @@ def _page(session: Session, token: str, link: ShareLink, appointment: Appointmen
     customer = appointment.job.customer
     zone = ZoneInfo(customer.timezone)
     now = utcnow()
-    cutoff_at = appointment.starts_at - _cutoff()
     cancelled = appointment.status == AppointmentStatus.CANCELLED
-    past_cutoff = now >= cutoff_at
+    cutoff = pagekit.cutoff_values(appointment.starts_at, zone, now)
+    past_cutoff = bool(cutoff["past_cutoff"])
     service = appointment.service_type
     week = None
     if not cancelled and not past_cutoff and service is not None and service.active:
         week = week_of(session, service, zone, now=now, windows_zone=settings().timezone,
                        requested=parse_week(request.args.get("week", "")),
                        around=around or appointment.starts_at,
-                       exclude_appointment_id=appointment.id, skip=appointment.starts_at)
+                       exclude_appointment_id=appointment.id, skip=appointment.starts_at,
+                       area=area_of_site(appointment.job.site))
     share = live_link(session, links.Purpose.SHARE, appointment.id)
     return make_response(render_template(
         "share/manage.html", token=token, visit=visit_view(appointment, zone), week=week,
-        past=appointment.ends_at <= now, past_cutoff=past_cutoff,
-        cutoff_hours=settings().manage_cutoff_hours,
-        cutoff_at=cutoff_at.astimezone(zone).strftime("%A %-d %B %Y, %H:%M"),
+        past=appointment.ends_at <= now, **cutoff,
         csrf=pagekit.form_signer().csrf_token("manage", link.id, link.version),
         subscribe=subscribe_urls(session, share) if share and not cancelled else None,
         notice=notice, message=message, error=error, slot_error=slot_error,
@@ -168,7 +174,7 @@ def _free_slot(token: str, starts_at: dt.datetime, windows_zone: str) -> Slot | 
                 or appointment.starts_at - now < _cutoff()):
             return None  # refused by the domain with its own message
         return booking.find_slot(session, service, starts_at, now, windows_zone,
-                                 exclude_id=appointment.id)
+                                 exclude_id=appointment.id, area=area_of_site(appointment.job.site))
 
 
 @bp.post("/m/<token>/reschedule")
@@ -192,13 +198,40 @@ def reschedule(token: str) -> Response:
     return _act(token, link, move, "moved", around=starts_at)
 
 
+def _cancel_page(token: str, *, status: int = 200, reason: str = "", error: str = "") -> Response:
+    with database().read() as session:
+        found = _resolve(session, token)
+        if found is None:
+            return pagekit.not_found()
+        link, appointment = found
+        zone = ZoneInfo(appointment.job.customer.timezone)
+        cutoff = pagekit.cutoff_values(appointment.starts_at, zone, utcnow())
+        if appointment.status == AppointmentStatus.CANCELLED or cutoff["past_cutoff"]:
+            return redirect(url_for(".page", token=token), 303)  # type: ignore[return-value]
+        return make_response(render_template(
+            "share/manage_cancel.html", token=token, visit=visit_view(appointment, zone),
+            csrf=pagekit.form_signer().csrf_token("manage", link.id, link.version),
+            reason=reason, error=error, reason_limit=REASON_LIMIT, **cutoff,
+            **pagekit.phone_values()), status)
+
+
+@bp.get("/m/<token>/cancel")
+def cancel_form(token: str) -> Response:
+    """Are you sure? The visit, an optional reason, and the button that cancels."""
+    return _cancel_page(token)
+
+
 @bp.post("/m/<token>/cancel")
 def cancel(token: str) -> Response:
     link = _guard(token)
     if isinstance(link, Response):
         return link
+    reason = clean_text(request.form.get("reason", ""))
+    if len(reason) > REASON_LIMIT:
+        return _cancel_page(token, status=400, reason=reason,
+                            error=f"Use at most {REASON_LIMIT} characters (you used {len(reason)})")
 
     def drop(ctx: Context, appointment: Appointment) -> object:
-        return booking.customer_cancel(ctx, appointment, cutoff=_cutoff())
+        return booking.customer_cancel(ctx, appointment, cutoff=_cutoff(), reason=reason)
 
     return _act(token, link, drop, "cancelled")

@@ -5,15 +5,17 @@ from __future__ import annotations
 import datetime as dt
 import re
 import secrets
+from typing import Any
+from zoneinfo import ZoneInfo
 
 from flask import Response, current_app, make_response, render_template, request
 
 from server import ratelimit
 from server.actors import Actor
 from server.models import Customer
-from server.webcontext import database, settings
+from server.web.context import database, settings
 from share.forms import FormSigner, cross_origin
-from share.routes import SECURITY_HEADERS
+from share.routes import secure
 
 RATE_WINDOW = dt.timedelta(minutes=1)
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -27,9 +29,14 @@ def form_signer() -> FormSigner:
     return found
 
 
+SCRIPTED_PAGES = frozenset({"booking.details_form", "booking.details_submit",
+                            "booking.details_edit", "booking.hold"})
+
+
 def protect(response: Response) -> Response:
-    response.headers.update(SECURITY_HEADERS)
-    return response
+    """Security headers; the details form (which a script may fill in) may load our scripts."""
+    return secure(response, scripts=request.endpoint in SCRIPTED_PAGES
+                  and response.mimetype == "text/html")
 
 
 def client_address() -> str:
@@ -37,10 +44,20 @@ def client_address() -> str:
 
 
 def phone_values() -> dict[str, str]:
-    """The business phone for "please call" lines, and a tel: link for it."""
+    """The business phone and email for "please call" lines, with tel: and mailto: links."""
     phone = settings().business_phone
+    email = settings().business_email
     digits = "".join(c for c in phone if c.isdigit() or c == "+")
-    return {"phone": phone, "phone_href": f"tel:{digits}" if digits else ""}
+    return {"phone": phone, "phone_href": f"tel:{digits}" if digits else "",
+            "office_email": email, "office_email_href": f"mailto:{email}" if email else ""}
+
+
+def cutoff_values(starts_at: dt.datetime, zone: ZoneInfo, now: dt.datetime) -> dict[str, Any]:
+    """What pages say about the cut-off: until when a customer may change a visit, and if still."""
+    cutoff_at = starts_at - dt.timedelta(hours=settings().manage_cutoff_hours)
+    return {"cutoff_hours": settings().manage_cutoff_hours,
+            "cutoff_at": cutoff_at.astimezone(zone).strftime("%A %-d %B %Y, %H:%M"),
+            "past_cutoff": now > cutoff_at}  # as the domain rule: open until the cut-off itself
 
 
 def problem(status: int, title: str, message: str, *, retry_after: int | None = None,

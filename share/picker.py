@@ -8,9 +8,10 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session
 
-from server.models import Appointment, AppointmentStatus, ServiceType
+from server.models import Appointment, ServiceType
+from server.scheduling.areas import Area
 from server.scheduling.availability import Slot, free_slots
-from share.views import STATUS_LABELS
+from share.views import progress
 
 DAY_FORMAT = "%A %-d %B"
 
@@ -61,17 +62,22 @@ def _offer(slot: Slot, zone: ZoneInfo) -> Offer:
 
 
 def _week_slots(session: Session, service_type: ServiceType, zone: ZoneInfo, monday: dt.date, *,
-                now: dt.datetime, windows_zone: str, exclude_appointment_id: int | None) -> list[Slot]:
+                now: dt.datetime, windows_zone: str, exclude_appointment_id: int | None,
+                area: Area | None) -> list[Slot]:
     start = dt.datetime.combine(monday, dt.time(), zone).astimezone(dt.UTC)
     end = dt.datetime.combine(monday + dt.timedelta(days=7), dt.time(), zone).astimezone(dt.UTC)
     return free_slots(session, service_type, start=start, end=end, now=now,
-                      windows_zone=windows_zone, exclude_appointment_id=exclude_appointment_id)
+                      windows_zone=windows_zone, exclude_appointment_id=exclude_appointment_id,
+                      area=area)
 
 
 def week_of(session: Session, service_type: ServiceType, zone: ZoneInfo, *, now: dt.datetime,
             windows_zone: str, requested: dt.date | None = None, around: dt.datetime | None = None,
-            exclude_appointment_id: int | None = None, skip: dt.datetime | None = None) -> Week:
-    """One week of free slots: the requested week, the week `around` a time, or the first with any."""
+            exclude_appointment_id: int | None = None, skip: dt.datetime | None = None,
+            area: Area | None = None) -> Week:
+    """One week of free slots: the requested week, the week `around` a time, or the first with any.
+
+    `area` is the site's: only technicians who serve it are offered."""
     horizon_end = now + dt.timedelta(days=service_type.horizon_days)
     first = _monday(now.astimezone(zone).date())
     last = _monday(horizon_end.astimezone(zone).date())
@@ -83,7 +89,7 @@ def week_of(session: Session, service_type: ServiceType, zone: ZoneInfo, *, now:
     monday, slots = candidates[0], []
     for candidate in candidates:
         slots = _week_slots(session, service_type, zone, candidate, now=now, windows_zone=windows_zone,
-                            exclude_appointment_id=exclude_appointment_id)
+                            exclude_appointment_id=exclude_appointment_id, area=area)
         if slots:
             monday = candidate
             break
@@ -117,6 +123,7 @@ class VisitView:
     address: str
     problem: str
     status: str
+    status_key: str
     cancelled: bool
     zone_label: str
 
@@ -129,6 +136,7 @@ def visit_view(appointment: Appointment, zone: ZoneInfo) -> VisitView:
     assert start is not None and end is not None
     local = start.astimezone(zone)
     technician = appointment.technician
+    state = progress(appointment)
     return VisitView(
         id=appointment.id,
         service=job.title,
@@ -139,7 +147,8 @@ def visit_view(appointment: Appointment, zone: ZoneInfo) -> VisitView:
         technician=technician.first_name if technician else "to be assigned",
         address=job.site.address if job.site else "",
         problem=job.problem,
-        status=STATUS_LABELS[AppointmentStatus(appointment.status)],
-        cancelled=appointment.status == AppointmentStatus.CANCELLED,
+        status=state.label,
+        status_key=state.key,
+        cancelled=state.key == "cancelled",
         zone_label=zone.key.replace("_", " "),
     )

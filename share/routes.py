@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
+from functools import lru_cache
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from flask import Blueprint, Response, render_template, request
+from flask import Blueprint, Response, make_response, render_template, request, url_for
 from sqlalchemy.orm import Session
 
-from server import links
+from server import inputs, links
+from server.errors import InvalidInput
 from server.ical import Audience, render_appointment
 from server.models import ShareLink, utcnow
-from server.webcontext import database, link_signer, settings
+from server.web.context import database, link_signer, settings
 from share.views import customer_page, schedule_page, visit_belongs
 
 log = logging.getLogger(__name__)
@@ -30,6 +34,7 @@ SECURITY_HEADERS = {
         "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
     ),
 }
+MAX_ID = 2**31 - 1  # the largest row id both databases store; larger ids match no route
 ICS_AUDIENCE = {
     links.LinkAudience.CUSTOMER: Audience.CUSTOMER,
     links.LinkAudience.TEAM: Audience.TEAM,
@@ -38,10 +43,53 @@ ICS_AUDIENCE = {
 }
 
 
+STATIC_MAX_AGE = 365 * 24 * 3600  # a versioned URL (?v=<hash of the file>) never changes
+STATIC_UNVERSIONED_MAX_AGE = 3600
+
+
+SCRIPTS_CSP = SECURITY_HEADERS["Content-Security-Policy"].replace(
+    "style-src 'self';", "style-src 'self'; script-src 'self';")
+
+
+def secure(response: Response, *, scripts: bool = False) -> Response:
+    """The security headers; private pages are never stored, a response marked public keeps
+    its caching (the stylesheet, the icon). `scripts`: the page loads our own script files
+    (never inline ones)."""
+    kept = response.headers.get("Cache-Control") if response.cache_control.public else None
+    response.headers.update(SECURITY_HEADERS)
+    if kept:
+        response.headers["Cache-Control"] = kept
+    if scripts:
+        response.headers["Content-Security-Policy"] = SCRIPTS_CSP
+    return response
+
+
 @bp.after_request
 def protect(response: Response) -> Response:
-    response.headers.update(SECURITY_HEADERS)
-    return response
+    if request.endpoint == f"{bp.name}.static" and response.status_code in (200, 304):
+        response.cache_control.no_cache = None
+        response.cache_control.public = True
+        response.cache_control.max_age = (STATIC_MAX_AGE if request.args.get("v")
+                                          else STATIC_UNVERSIONED_MAX_AGE)
+        if request.args.get("v"):
+            response.cache_control.immutable = True
+    return secure(response)
+
+
+@lru_cache(maxsize=32)
+def asset_version(filename: str) -> str:
+    """A short hash of a static file's bytes, for URLs that change when the file does."""
+    folder = bp.static_folder
+    if folder is None:
+        return ""
+    return hashlib.sha256((Path(folder) / filename).read_bytes()).hexdigest()[:12]
+
+
+@bp.app_context_processor
+def asset_urls() -> dict[str, object]:
+    def asset(filename: str) -> str:
+        return url_for(f"{bp.name}.static", filename=filename, v=asset_version(filename))
+    return {"asset": asset}
 
 
 def not_found() -> tuple[str, int]:
@@ -56,7 +104,8 @@ def _resolve(session: Session, token: str) -> ShareLink | None:
         return None
 
 
-def _note_use(link: ShareLink) -> None:
+def note_use(link: ShareLink) -> None:
+    """When and with which browser a page link was last opened (shown in `link list`, the console)."""
     agent = request.user_agent.string
     if links.use_is_stale(link, agent, utcnow()):
         with database().write() as session:
@@ -75,12 +124,23 @@ def _subscribe_urls(session: Session, link: ShareLink) -> dict[str, str] | None:
 
 
 def _week_start(zone: ZoneInfo) -> dt.date:
-    requested = request.args.get("week", "")
-    try:
-        chosen = dt.date.fromisoformat(requested) if requested else utcnow().astimezone(zone).date()
-    except ValueError:
-        chosen = utcnow().astimezone(zone).date()
+    chosen = inputs.parse_day(request.args.get("week", ""), "The week") \
+        or utcnow().astimezone(zone).date()
     return chosen - dt.timedelta(days=chosen.weekday())
+
+
+def refuse_input(error: InvalidInput) -> Response:
+    """Input the pages cannot work with (a date out of range, ...): 400 with the reason."""
+    phone = settings().business_phone
+    digits = "".join(c for c in phone if c.isdigit() or c == "+")
+    response = make_response(render_template(
+        "share/book_problem.html", title="We could not use what was sent", message=error.message,
+        start_over=False, phone=phone, phone_href=f"tel:{digits}" if digits else ""), error.status)
+    response.headers.update(SECURITY_HEADERS)
+    return response
+
+
+bp.register_error_handler(InvalidInput, refuse_input)
 
 
 @bp.get("/s/<token>")
@@ -111,11 +171,11 @@ def page(token: str) -> Response | tuple[str, int] | str:
                                    subscribe=subscribe,
                                    previous_week=(monday - dt.timedelta(days=7)).isoformat(),
                                    next_week=(monday + dt.timedelta(days=7)).isoformat())
-    _note_use(link)
+    note_use(link)
     return html
 
 
-@bp.get("/s/<token>/visits/<int:appointment_id>.ics")
+@bp.get(f"/s/<token>/visits/<int(max={MAX_ID}):appointment_id>.ics")
 def visit_ics(token: str, appointment_id: int) -> Response | tuple[str, int]:
     with database().read() as session:
         link = _resolve(session, token)

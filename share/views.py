@@ -3,29 +3,56 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session, selectinload
 
+from server import integrations
 from server.links import LinkAudience, SubjectKind
 from server.models import (
     Appointment,
     AppointmentStatus,
     Customer,
     Job,
+    JobStatus,
     ShareLink,
     Team,
     TeamMember,
     User,
 )
+from server.scheduling.progress import estimated_arrival
 
-STATUS_LABELS = {
-    AppointmentStatus.TENTATIVE: "Requested",
-    AppointmentStatus.CONFIRMED: "Confirmed",
-    AppointmentStatus.CANCELLED: "Cancelled",
+
+@dataclass(frozen=True)
+class Progress:
+    """Where a visit stands, as a customer sees it: a label and a key for its badge's style."""
+
+    label: str
+    key: str
+
+
+BOOKING_PROGRESS = {
+    AppointmentStatus.TENTATIVE: Progress("Requested", "requested"),
+    AppointmentStatus.CONFIRMED: Progress("Confirmed", "confirmed"),
+    AppointmentStatus.CANCELLED: Progress("Cancelled", "cancelled"),
 }
+JOB_PROGRESS = {
+    JobStatus.EN_ROUTE: Progress("On the way", "on-the-way"),
+    JobStatus.ON_SITE: Progress("Technician on site", "on-site"),
+    JobStatus.COMPLETED: Progress("Done", "done"),
+    JobStatus.CANCELLED: Progress("Cancelled", "cancelled"),
+}
+
+
+def progress(appointment: Appointment) -> Progress:
+    """The visit's progress (on the way, on site, done) wins over the booking's state."""
+    if appointment.status == AppointmentStatus.CANCELLED or appointment.job.status == JobStatus.CANCELLED:
+        return BOOKING_PROGRESS[AppointmentStatus.CANCELLED]
+    if appointment.progress is not None:
+        return JOB_PROGRESS[appointment.progress]
+    return BOOKING_PROGRESS[AppointmentStatus(appointment.status)]
 
 
 @dataclass(frozen=True)
@@ -37,9 +64,11 @@ class Visit:
     window: tuple[dt.datetime, dt.datetime]
     technician: str
     status: str
+    status_key: str
     cancelled: bool
     address: str
     customer: str
+    video_url: str = ""  # the meeting a platform made for a remote visit (Meet, Zoom)
 
 
 @dataclass(frozen=True)
@@ -63,14 +92,15 @@ def _visit(appointment: Appointment, zone: ZoneInfo) -> Visit:
         ends_at=appointment.ends_at.astimezone(zone),
         window=(window[0].astimezone(zone), window[1].astimezone(zone)),
         technician=technician.first_name if technician else "to be assigned",
-        status=STATUS_LABELS[AppointmentStatus(appointment.status)],
-        cancelled=appointment.status == AppointmentStatus.CANCELLED,
+        status=(state := progress(appointment)).label,
+        status_key=state.key,
+        cancelled=state.key == "cancelled",
         address=job.site.address if job.site else "",
         customer=job.customer.name,
     )
 
 
-def _appointments(session: Session, *conditions: object) -> list[Appointment]:
+def _appointments(session: Session, *conditions: ColumnElement[bool]) -> list[Appointment]:
     return list(session.scalars(
         select(Appointment)
         .join(Job, Job.id == Appointment.job_id)
@@ -82,7 +112,16 @@ def _appointments(session: Session, *conditions: object) -> list[Appointment]:
     ))
 
 
+def _with_eta(session: Session, appointment: Appointment, visit: Visit, zone: ZoneInfo) -> Visit:
+    """A technician on the way: when they should arrive, if it can be estimated."""
+    eta = estimated_arrival(session, appointment) if appointment.progress == JobStatus.EN_ROUTE else None
+    if eta is None:
+        return visit
+    return replace(visit, status=f"{visit.status} · arriving about {eta.astimezone(zone):%H:%M}")
+
+
 def customer_page(session: Session, link: ShareLink, since: dt.datetime) -> Page | None:
+    customer: Customer | None
     if link.subject_kind == SubjectKind.APPOINTMENT:
         appointment = session.get(Appointment, link.subject_id)
         if appointment is None:
@@ -95,8 +134,11 @@ def customer_page(session: Session, link: ShareLink, since: dt.datetime) -> Page
             return None
         found = _appointments(session, Job.customer_id == customer.id, Appointment.ends_at >= since)
     zone = ZoneInfo(customer.timezone)
+    videos = integrations.join_urls(session, [a.id for a in found])
+    visits = [_with_eta(session, a, replace(_visit(a, zone), video_url=videos.get(a.id, "")), zone)
+              for a in found]
     return Page(SubjectKind(link.subject_kind), customer.name, zone,
-                link.audience == LinkAudience.FREEBUSY, [_visit(a, zone) for a in found])
+                link.audience == LinkAudience.FREEBUSY, visits)
 
 
 def schedule_page(session: Session, link: ShareLink, start: dt.datetime, end: dt.datetime,

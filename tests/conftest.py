@@ -6,11 +6,13 @@ import os
 from collections.abc import Iterator
 
 import pytest
+from integrationkit import fresh_integrations, platform_db, platform_env  # noqa: F401  (fixtures of the integration tests)
 from live import (
     LiveServer,
     create_postgres_database,
     drop_postgres_database,
     postgres_problem,
+    use_audit_key,
 )
 from seeding import (
     Seed,
@@ -37,10 +39,13 @@ def database_url(request: pytest.FixtureRequest,
     """An empty database of the parametrized kind, dropped after the module."""
     if request.param == "sqlite":
         folder = tmp_path_factory.mktemp("sqlite")
-        yield f"sqlite:///{folder / 'fieldcal.sqlite3'}"
+        url = f"sqlite:///{folder / 'fieldcal.sqlite3'}"
+        use_audit_key(url)
+        yield url
         return
     _require_postgres()
     name, url = create_postgres_database()
+    use_audit_key(url)
     try:
         yield url
     finally:

@@ -7,7 +7,6 @@ import secrets
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.parse
 from pathlib import Path
@@ -15,14 +14,15 @@ from pathlib import Path
 import psycopg
 import requests
 
+from server.serve import ServeOptions, gunicorn_command
+
 REPO = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
-GUNICORN = BIN / "gunicorn"
 ORGANIZER = "dispatch@example.test"
 PG_ADMIN_URL = os.environ.get(
     "FIELDCAL_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
-STARTUP_TIMEOUT_S = 20.0
+STARTUP_TIMEOUT_S = 60.0
+AUDIT_KEY = "fieldcal-test-audit-key-shared-by-tests-and-servers"
 HTTP_TIMEOUT_S = 30.0
 
 
@@ -68,14 +68,18 @@ def free_port() -> int:
 
 
 class LiveServer:
-    """gunicorn with 2 workers serving wsgi:create_wsgi_app() on a loopback port."""
+    """gunicorn as `fieldcal serve` starts it (2 workers), on a loopback port.
+
+    `gunicorn_options` come after fieldcal's own and win (e.g. a shorter --timeout).
+    """
 
     def __init__(self, database_url: str, instance: Path, extra_env: dict[str, str] | None = None,
-                 workers: int = 2) -> None:
+                 workers: int = 2, gunicorn_options: tuple[str, ...] = ()) -> None:
         self.database_url = database_url
         self.instance = instance
         self.extra_env = dict(extra_env or {})
         self.workers = workers
+        self.gunicorn_options = gunicorn_options
         self.port = 0
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = instance / "gunicorn.log"
@@ -104,17 +108,18 @@ class LiveServer:
             "FIELDCAL_INSTANCE": str(self.instance),
             "FIELDCAL_DATABASE_URL": self.database_url,
             "FIELDCAL_SECRET_KEYS": secrets.token_urlsafe(32),
+            "FIELDCAL_AUDIT_KEYS": AUDIT_KEY,
             "FIELDCAL_BASE_URL": self.base,
             "FIELDCAL_ORGANIZER_EMAIL": ORGANIZER,
+            "FIELDCAL_BUSINESS_PHONE": "+49 30 555 0100",
             "PYTHONUNBUFFERED": "1",
         })
         env.update(self.extra_env)
         log = self.log_path.open("ab")
+        options = ServeOptions(host="127.0.0.1", port=self.port, workers=self.workers, worker=False)
         self.process = subprocess.Popen(
-            [str(GUNICORN), "-w", str(self.workers), "-b", f"127.0.0.1:{self.port}",
-             "--timeout", "120", "--graceful-timeout", "5", "--log-level", "info",
-             "--no-control-socket",
-             "wsgi:create_wsgi_app()"],
+            gunicorn_command(options, ("--graceful-timeout", "5", "--log-level", "info",
+                                       *self.gunicorn_options)),
             cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True,
         )
@@ -147,3 +152,10 @@ class LiveServer:
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=5)
+
+
+def use_audit_key(url: str) -> None:
+    """Sign this process's audit entries in `url` with the key the live servers use."""
+    from server import audit
+
+    audit.configure(url, audit.AuditKeys((AUDIT_KEY,)))

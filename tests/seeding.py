@@ -254,8 +254,11 @@ def items_of(db: Database, path: str) -> dict[str, CalendarItem]:
 def book_in_process(url: str, job_id: int, login: str, starts_at: dt.datetime,
                     ends_at: dt.datetime, barrier: object) -> str:
     """Run in a separate process: wait for the others, then try to book. Returns the outcome."""
+    from live import use_audit_key
+
     from server.models import Job
 
+    use_audit_key(url)
     db = Database(url)
     try:
         with db.read() as session:

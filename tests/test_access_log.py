@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 from gunicorn.config import Config
 
-from server.access_log import RedactingLogger, redact_paths
+from server.web.access_log import RedactingLogger, redact_paths
 
 TOKEN = "WzEsMV0.awTSgg.dnXXpboMqILU3gTKKElOFI8HFoM"
 

@@ -7,7 +7,8 @@ from collections.abc import Iterator
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import insert, select, text, update
+from sqlalchemy.exc import IntegrityError
 
 from server import calendars, directory
 from server.actors import SYSTEM
@@ -15,7 +16,7 @@ from server.context import Context
 from server.db import Database
 from server.errors import SlotTaken
 from server.migrate import upgrade
-from server.models import Role, ServiceType, User
+from server.models import Appointment, Job, Role, ServiceType, User
 from server.scheduling import appointments, capacity
 from server.scheduling.availability import free_slots
 
@@ -197,3 +198,53 @@ def test_database_guard_covers_buffers(db: Database) -> None:
         book_at(ctx, anna, local(BERLIN, 2031, 3, 24, 10), service_type=st)
         with pytest.raises(SlotTaken):
             book_at(ctx, anna, local(BERLIN, 2031, 3, 24, 11, 15), service_type=st)
+
+
+def _raw_insert(db: Database, login: str, uid: str, starts: dt.datetime, ends: dt.datetime,
+                blocked_from: dt.datetime, blocked_until: dt.datetime) -> None:
+    """An appointment row written straight to the table: no friendly check runs."""
+    with db.write() as s:
+        technician = directory.find_user(s, login)
+        job_id = s.scalars(select(Job.id).order_by(Job.id)).first()
+        s.execute(insert(Appointment).values(
+            uid=uid, job_id=job_id, technician_id=technician.id, starts_at=starts, ends_at=ends,
+            blocked_from=blocked_from, blocked_until=blocked_until, status="confirmed",
+            partstat="NEEDS-ACTION", sequence=0, created_at=NOW, updated_at=NOW))
+
+
+def _refused_by_the_database(caught: pytest.ExceptionInfo[IntegrityError]) -> bool:
+    text_of = str(caught.value).lower()
+    return "overlap" in text_of or "23p01" in text_of or "exclusion" in text_of
+
+
+def test_database_itself_refuses_an_overlap_only_in_the_buffers(db: Database) -> None:
+    """The trigger (SQLite) or exclusion constraint (PostgreSQL) guards the buffered span,
+    even when the friendly check is bypassed."""
+    ten = local(BERLIN, 2031, 3, 24, 10)
+    hour, quarter = dt.timedelta(hours=1), dt.timedelta(minutes=15)
+    with db.write() as s:
+        ctx = Context(s, SYSTEM, ORGANIZER)
+        anna = tech(ctx, "anna", "Europe/Berlin")
+        st = service(ctx, buffer_after_minutes=30)
+        book_at(ctx, anna, ten, service_type=st)  # 10:00-11:00, blocked until 11:30
+    # Into the existing visit's buffer after (the visit times themselves only touch).
+    with pytest.raises(IntegrityError) as caught:
+        _raw_insert(db, "anna", "raw-after", ten + hour + quarter, ten + 2 * hour,
+                    ten + hour + quarter, ten + 2 * hour)
+    assert _refused_by_the_database(caught), caught.value
+    # A new visit whose own buffer before reaches back into the existing visit.
+    with pytest.raises(IntegrityError) as caught:
+        _raw_insert(db, "anna", "raw-before", ten + 2 * hour, ten + 3 * hour,
+                    ten + hour, ten + 3 * hour)
+    assert _refused_by_the_database(caught), caught.value
+    # A raw UPDATE that widens a clear visit's buffer into its neighbour is refused too.
+    _raw_insert(db, "anna", "raw-clear", ten + 2 * hour, ten + 3 * hour, ten + 2 * hour, ten + 3 * hour)
+    with pytest.raises(IntegrityError) as caught, db.write() as s:
+        s.execute(update(Appointment).where(Appointment.uid == "raw-clear")
+                  .values(blocked_from=ten + hour + quarter))
+    assert _refused_by_the_database(caught), caught.value
+    with db.read() as s:
+        uids = set(s.scalars(select(Appointment.uid)))
+        clear = s.scalars(select(Appointment).where(Appointment.uid == "raw-clear")).one()
+        assert "raw-after" not in uids and "raw-before" not in uids
+        assert clear.blocked_from == ten + 2 * hour, "the refused update left the row as it was"

@@ -15,7 +15,9 @@ from bookkit import (
     PHONE,
     BookingSeed,
     appointments_of,
+    confirmed_booking,
     details,
+    free_starts,
     hidden,
     seed_booking,
     slot_labels,
@@ -23,6 +25,7 @@ from bookkit import (
 )
 from flask import Flask
 from flask.testing import FlaskClient
+from live import AUDIT_KEY
 from sqlalchemy import func, select
 from werkzeug.test import TestResponse
 
@@ -69,6 +72,7 @@ def env(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         "FIELDCAL_DATABASE_URL": database_url,
         "FIELDCAL_BASE_URL": "https://cal.example.test",
         "FIELDCAL_SECRET_KEYS": secrets.token_urlsafe(32),
+        "FIELDCAL_AUDIT_KEYS": AUDIT_KEY,
         "FIELDCAL_BUSINESS_PHONE": PHONE,
         "FIELDCAL_TIMEZONE": "Europe/Berlin",
         "FIELDCAL_BOOKING_RATE": "100000",
@@ -159,7 +163,7 @@ def test_book_confirm_manage_reschedule_cancel(env: Env) -> None:
     services = track(env, env.client.get("/book"))
     assert "Compressor repair" in services.text and f"/book/{env.seed.repair}/details" in services.text
     form_page = track(env, env.client.get(f"/book/{env.seed.repair}/details"))
-    assert '<option value="Europe/Berlin" selected>' in form_page.text
+    assert '<option value="" selected>Work it out from my address (else Europe/Berlin)' in form_page.text
 
     slot, manage_path, done = book(env, email)
     [appointment] = appointments_of(env.database, email)
@@ -258,7 +262,9 @@ def test_double_submit_of_the_hold_form_books_once(env: Env) -> None:
     first = track(env, env.client.post(f"/book/{env.seed.repair}/hold", data=form))
     second = track(env, env.client.post(f"/book/{env.seed.repair}/hold", data=form))
     assert first.status_code == second.status_code == 303
-    assert first.headers["Location"] == second.headers["Location"]
+    # both lead to the one hold (their links may differ in the second they were signed)
+    pages = [env.client.get(r.headers["Location"]) for r in (first, second)]
+    assert [p.status_code for p in pages] == [200, 200]
     assert len(appointments_of(env.database, email)) == 1
 
 
@@ -358,6 +364,78 @@ def test_past_the_cutoff_the_page_says_whom_to_call(env: Env) -> None:
     assert moved.status_code == 403
     assert (status_of(env, appointment_id), write_counts(env)) == before
     assert status_of(env, far_id)[0] == AppointmentStatus.CONFIRMED and csrf_for_far
+
+
+def _clock_at(monkeypatch: pytest.MonkeyPatch, moment: dt.datetime) -> None:
+    """The page and the domain rule read the same (fixed) clock."""
+    monkeypatch.setattr("share.manage.utcnow", lambda: moment)
+    monkeypatch.setattr("server.scheduling.booking.utcnow", lambda: moment)
+
+
+def _manage_csrf(env: Env, path: str) -> str:
+    link_id, version = env.app.extensions["fieldcal.signer"].loads(path.removeprefix("/m/"),
+                                                                   links.Purpose.MANAGE)
+    return env.app.extensions["fieldcal.form_signer"].csrf_token("manage", link_id, version)
+
+
+def test_cutoff_setting_at_its_exact_boundary(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    """FIELDCAL_MANAGE_CUTOFF_HOURS=2: open at exactly two hours before, closed one second later,
+    the page and the domain rule agreeing at both instants."""
+    client = env.make_app(manage_cutoff_hours=2).test_client()
+    open_id, open_path = _near_visit(env, hours=5)
+    closed_id, closed_path = _near_visit(env, hours=5)
+    for visit_id, path, moment, still_open in (
+            (open_id, open_path, status_of(env, open_id)[1] - dt.timedelta(hours=2), True),
+            (closed_id, closed_path,
+             status_of(env, closed_id)[1] - dt.timedelta(hours=2) + dt.timedelta(seconds=1), False)):
+        _clock_at(monkeypatch, moment)
+        page = track(env, client.get(path))
+        assert page.status_code == 200
+        assert ("<form" in page.text) is still_open, page.text
+        assert ("2 hours before" in page.text and PHONE in page.text) is not still_open
+        cancelled = track(env, client.post(f"{path}/cancel", data={"csrf": _manage_csrf(env, path)}))
+        assert cancelled.status_code == (303 if still_open else 403), cancelled.text
+        assert (status_of(env, visit_id)[0] == AppointmentStatus.CANCELLED) is still_open
+
+
+def test_a_move_into_the_cutoff_window_is_a_last_change(env: Env) -> None:
+    """A visit may be moved to a time inside the cut-off window (as a same-day booking may be
+    made), and then it is closed to online changes like any visit that close."""
+    cutoff_hours = 72  # wide enough to hold working hours whatever the time of day
+    client = env.make_app(manage_cutoff_hours=cutoff_hours).test_client()
+    now = utcnow()
+    starts = free_starts(env.database, env.seed.repair, now, days=10)
+    origin = next(s for s in starts if s > now + dt.timedelta(days=5))
+    target = next(s for s in starts if now + dt.timedelta(hours=2) < s < now + dt.timedelta(hours=60))
+    email = unique_email("late-move")
+    visit_id, token = confirmed_booking(env.database, env.app.extensions["fieldcal.signer"],
+                                        env.seed.repair, origin, email, secrets.token_urlsafe(18))
+    path = f"/m/{token}"
+    page = track(env, client.get(path))
+    assert "Move to another time" in page.text
+    moved = track(env, client.post(f"{path}/reschedule",
+                                   data={"csrf": hidden(page.text, "csrf"), "slot": target.isoformat()}))
+    assert moved.status_code == 303, moved.text
+    assert status_of(env, visit_id) == (AppointmentStatus.CONFIRMED, target)
+    after = track(env, client.get(path))
+    assert "<form" not in after.text and PHONE in after.text
+    assert f"{cutoff_hours} hours before" in after.text
+    before = write_counts(env)
+    again = track(env, client.post(f"{path}/cancel", data={"csrf": _manage_csrf(env, path)}))
+    assert again.status_code == 403
+    assert status_of(env, visit_id) == (AppointmentStatus.CONFIRMED, target)
+    assert write_counts(env) == before
+
+
+def test_manage_posts_are_rate_limited(env: Env) -> None:
+    client = env.make_app(booking_rate=3).test_client()
+    _visit_id, path = _near_visit(env, hours=24 * 6)
+    address = {"REMOTE_ADDR": f"10.{secrets.randbelow(250)}.{secrets.randbelow(250)}.9"}
+    codes = [client.post(f"{path}/cancel", data={"csrf": "x" * 40}, environ_base=address).status_code
+             for _ in range(4)]
+    assert codes == [403, 403, 403, 429], codes
+    with env.database.read() as session:
+        assert session.get(RateLimitBucket, f"manage:{address['REMOTE_ADDR']}") is not None
 
 
 # --------------------------------------------------------------------------- protections
@@ -502,10 +580,21 @@ def test_unknown_service_and_stale_get(env: Env) -> None:
 
 
 def test_every_page_sends_the_protective_headers(env: Env) -> None:
-    _slot, path, _done = book(env, unique_email("headers"), slot_index=60)
+    """Every page kind, fetched by this test itself (it does not rely on what others fetched)."""
+    env.responses.clear()
+    slug = env.seed.repair
+    track(env, env.client.get("/book"))
+    track(env, env.client.get(f"/book/{slug}/details"))
+    track(env, env.client.post(f"/book/{slug}/details", data=details("not-an-email")))
+    slot, path, _done = book(env, unique_email("headers"), slot_index=60)
+    page = next_week_picker(env, slug, details(unique_email("headers-taken")))
+    track(env, env.client.post(f"/book/{slug}/hold", data=hold_form(page, slot)))  # 409
     track(env, env.client.get(path))
+    track(env, env.client.get(f"{path}?done=moved"))
+    track(env, env.client.post(f"{path}/cancel", data={"csrf": "x" * 40}))  # 403
     track(env, env.client.get("/m/nonsense"))
-    assert len(env.responses) > 10
+    statuses = {response.status_code for response in env.responses}
+    assert {200, 303, 400, 403, 404, 409} <= statuses, statuses
     for response in env.responses:
         if response.headers.get("Content-Type", "").startswith("text/calendar"):
             continue
@@ -513,6 +602,7 @@ def test_every_page_sends_the_protective_headers(env: Env) -> None:
         assert response.headers["Cache-Control"] == "no-store"
         assert "noindex" in response.headers["X-Robots-Tag"]
         csp = response.headers["Content-Security-Policy"]
-        assert "default-src 'none'" in csp and "script-src" not in csp and "'unsafe-inline'" not in csp
+        assert "default-src 'none'" in csp and "'unsafe-inline'" not in csp
+        assert "script-src" not in csp or "script-src 'self';" in csp  # our files, never inline
         if response.status_code != 303:
             assert '<html lang="en">' in response.text

@@ -219,9 +219,13 @@ def run_flow(page: Page, site: Site, shots: Shots, email: str, timezone: str) ->
         "main").inner_text()
     [moved] = appointments_of(site.db, email)
     assert moved.starts_at == dt.datetime.fromisoformat(new_value)
-    page.get_by_role("button", name="Cancel this visit").click()
+    page.get_by_role("link", name="Cancel this visit").click()
+    page.get_by_role("heading", name="Cancel this visit?").wait_for()
+    shots(page, "10-cancel-confirm")
+    page.get_by_label("Why are you cancelling? (optional)").fill("We found another date.")
+    page.get_by_role("button", name="Yes, cancel the visit").click()
     page.get_by_text("Your visit is cancelled").wait_for()
-    shots(page, "10-cancelled")
+    shots(page, "11-cancelled")
     assert page.locator("form").count() == 0
     [cancelled] = appointments_of(site.db, email)
     assert cancelled.status == AppointmentStatus.CANCELLED

@@ -337,7 +337,7 @@ def test_forwarded_headers_keep_the_dav_prefix_once(live: LiveServer, seed: Seed
     assert response.status_code == 207, response.status_code
     hrefs = {r.href for r in parse_multistatus(response.content)}
     assert hrefs == {"/dav/alice/", "/dav/alice/jobs/", "/dav/alice/personal/",
-                     "/dav/alice/team-north~schedule/"}
+                     "/dav/alice/team-north~schedule/", "/dav/alice/customers/"}
     prefixed = dav_request(live, "PROPFIND", "/dav/alice/", alice.auth,
                            headers={**proxied, "X-Forwarded-Prefix": "/field"})
     assert prefixed.status_code == 207

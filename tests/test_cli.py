@@ -22,16 +22,18 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
-from live import create_postgres_database, drop_postgres_database, postgres_problem
+from live import AUDIT_KEY, create_postgres_database, drop_postgres_database, postgres_problem
 from sqlalchemy import func, select, update
 
 from server import directory
 from server.cli import cli
+from server.config import load_settings
 from server.db import get_database
 from server.models import (
     Appointment,
     AuditEntry,
     CalendarItem,
+    Credential,
     Customer,
     Job,
     Role,
@@ -49,6 +51,7 @@ def instance(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[st
     env: dict[str, Any] = {
         "FIELDCAL_INSTANCE": str(tmp_path / "instance"),
         "FIELDCAL_SECRET_KEYS": None,
+        "FIELDCAL_AUDIT_KEYS": AUDIT_KEY,
         "FIELDCAL_BASE_URL": "http://127.0.0.1:8000",
         "FIELDCAL_DATABASE_URL": None,
     }
@@ -148,9 +151,22 @@ def test_init_demo_twice_adds_nothing(instance: dict[str, Any]) -> None:
     for old, new in zip(first, second, strict=True):
         assert old["password"] != new["password"]
         assert authenticates(instance, new["login"], new["password"])
-        assert authenticates(instance, old["login"], old["password"])
+        assert not authenticates(instance, old["login"], old["password"]), "replaced, not piled up"
+    with get_database(database_url(instance)).read() as session:
+        live = session.scalars(select(Credential).where(Credential.revoked_at.is_(None))).all()
+        assert len(live) == len(second), "one demo password per account, however often it runs"
     text = run(instance, "init", "--demo").stdout
     assert "already there" in text and "/dav/" in text
+
+
+def test_serve_refuses_without_a_business_phone_or_email(tmp_path: Path) -> None:
+    env = {"FIELDCAL_INSTANCE": str(tmp_path / "instance"), "FIELDCAL_SECRET_KEYS": "k" * 64,
+           "FIELDCAL_AUDIT_KEYS": AUDIT_KEY, "FIELDCAL_DATABASE_URL": None, "FIELDCAL_BUSINESS_PHONE": None,
+           "FIELDCAL_BUSINESS_EMAIL": None, "FIELDCAL_MANAGE_CUTOFF_HOURS": None}
+    run(env, "init")
+    result = run(env, "serve", "--port", str(free_port()), code=1)
+    assert "FIELDCAL_BUSINESS_PHONE or FIELDCAL_BUSINESS_EMAIL" in result.stderr
+    assert "Traceback" not in result.output
 
 
 def test_serve_refuses_without_secret_keys(tmp_path: Path) -> None:
@@ -314,7 +330,9 @@ def pid_alive(pid: int) -> bool:
 def test_serve_starts_web_and_worker_and_stops_on_sigterm(tmp_path: Path) -> None:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("FIELDCAL_")}
-    env.update(FIELDCAL_INSTANCE=str(tmp_path / "instance"), FIELDCAL_SECRET_KEYS="k" * 64)
+    env.update(FIELDCAL_INSTANCE=str(tmp_path / "instance"), FIELDCAL_SECRET_KEYS="k" * 64,
+               FIELDCAL_AUDIT_KEYS=AUDIT_KEY,
+               FIELDCAL_BUSINESS_EMAIL="office@example.test")
     process = subprocess.Popen(
         [str(BIN / "fieldcal"), "serve", "--port", str(port), "--workers", "2"],
         env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -331,6 +349,8 @@ def test_serve_starts_web_and_worker_and_stops_on_sigterm(tmp_path: Path) -> Non
             time.sleep(0.1)
         output = "".join(lines)
         assert f"http://127.0.0.1:{port}/dav/" in output
+        served = load_settings({"FIELDCAL_INSTANCE": str(tmp_path / "instance")})
+        assert served.base_url == f"http://127.0.0.1:{port}", "CLI links follow the server"
         worker_pid = int(re.search(r"outbox worker pid (\d+)", output)[1])  # type: ignore[index]
         assert pid_alive(worker_pid)
         process.send_signal(signal.SIGTERM)

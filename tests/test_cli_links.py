@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from feedkit import new_key, strict_parse
+from live import AUDIT_KEY
 
 from server.app import create_app
 from server.cli import cli
@@ -21,7 +22,9 @@ def env(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str
         "FIELDCAL_INSTANCE": str(tmp_path_factory.mktemp("instance")),
         "FIELDCAL_DATABASE_URL": database_url,
         "FIELDCAL_SECRET_KEYS": new_key(),
+        "FIELDCAL_AUDIT_KEYS": AUDIT_KEY,
         "FIELDCAL_BASE_URL": "https://cal.example.test",
+        "FIELDCAL_BUSINESS_PHONE": "+49 30 555 0100",
     }
     run(environment, "init")
     run(environment, "team", "add", "north", "--name", "North")
@@ -49,7 +52,13 @@ def path_of(url: str) -> str:
 @pytest.mark.parametrize("subject", ["technician:ann", "team:north", "customer:1"])
 def test_feed_link_round_trip(env: dict[str, Any], subject: str) -> None:
     issued = json.loads(run(env, "link", "new", "feed", subject, "--json"))
-    assert set(issued) == {"id", "url"}
+    variant = subject.startswith("technician:")  # a technician's feed has a free/busy variant
+    assert set(issued) == ({"id", "url", "freebusy_url"} if variant else {"id", "url"})
+    if variant:
+        assert issued["freebusy_url"] == issued["url"].removesuffix(".ics") + ".ifb"
+        answer = client(env).get(path_of(issued["freebusy_url"]))
+        assert answer.status_code == 200 and b"BEGIN:VFREEBUSY" in answer.data
+        strict_parse(answer.data)
     response = client(env).get(path_of(issued["url"]), headers={"User-Agent": "CalendarAgent/1"})
     assert response.status_code == 200
     strict_parse(response.data)

@@ -42,7 +42,7 @@ from server.db import Database
 from server.models import Appointment, AppointmentStatus, Change
 
 RACERS = 20
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.serial]
 
 
 def in_slot(db: Database, technician_login: str, start: object, end: object) -> list[int]:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import gzip
 import logging
+import secrets
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -15,16 +17,17 @@ from feedkit import EVIL, ORGANIZER, FeedSeed, day, new_key, seed_feeds, strict_
 from flask import Flask
 from flask.testing import FlaskClient
 from itsdangerous import TimestampSigner
+from live import AUDIT_KEY
 from sqlalchemy import event
 from werkzeug.http import http_date
 
-from server import links, scheduling
+from server import directory, links, scheduling
 from server.actors import SYSTEM
 from server.app import create_app
 from server.config import load_settings
 from server.context import Context
 from server.db import Database, get_database
-from server.models import ShareLink
+from server.models import Role, ShareLink
 
 REPO = Path(__file__).resolve().parents[1]
 UA = {
@@ -48,7 +51,9 @@ class FeedEnv:
 
 
 def make_app(database_url: str, keys: tuple[str, ...], tmp: str, **overrides: object) -> Flask:
-    settings = load_settings({"FIELDCAL_INSTANCE": tmp, "FIELDCAL_DATABASE_URL": database_url})
+    settings = load_settings({"FIELDCAL_INSTANCE": tmp, "FIELDCAL_DATABASE_URL": database_url,
+                              "FIELDCAL_AUDIT_KEYS": AUDIT_KEY,
+                              "FIELDCAL_BUSINESS_EMAIL": "office@example.test"})
     return create_app(settings=settings.with_overrides(secret_keys=keys, **overrides))
 
 
@@ -105,6 +110,27 @@ def test_conditional_get(env: FeedEnv) -> None:
                             ("Thu, 01 Jan 1970 00:00:00 GMT", 200)]:
         response = env.client.get(env.url("tech"), headers={"If-Modified-Since": since})
         assert response.status_code == expected, since
+
+
+def test_gzip_only_when_asked_made_once_with_its_own_etag(env: FeedEnv) -> None:
+    plain = env.client.get(env.url("tech"))
+    assert "Content-Encoding" not in plain.headers and "Accept-Encoding" in plain.headers["Vary"]
+    refused = env.client.get(env.url("tech"), headers={"Accept-Encoding": "gzip;q=0"})
+    assert "Content-Encoding" not in refused.headers and refused.data == plain.data
+    packed = env.client.get(env.url("tech"), headers={"Accept-Encoding": "gzip, deflate"})
+    assert packed.headers["Content-Encoding"] == "gzip"
+    assert packed.headers["Content-Type"] == "text/calendar; charset=utf-8"
+    assert "Accept-Encoding" in packed.headers["Vary"]
+    assert gzip.decompress(packed.data) == plain.data
+    assert packed.headers["ETag"] == plain.headers["ETag"][:-1] + '-gzip"'
+    cache = env.app.extensions["fieldcal.feed_cache"]
+    etag = plain.headers["ETag"]
+    assert cache.gzipped(etag) is cache.gzipped(etag)  # kept beside the body, not made again
+    for tag in (plain.headers["ETag"], packed.headers["ETag"]):
+        again = env.client.get(env.url("tech"), headers={"If-None-Match": tag,
+                                                         "Accept-Encoding": "gzip"})
+        assert again.status_code == 304 and again.data == b""
+        assert again.headers["ETag"] == packed.headers["ETag"]
 
 
 def test_head_has_the_same_headers_and_no_body(env: FeedEnv) -> None:
@@ -336,3 +362,42 @@ def test_feed_headers_protect_the_link(env: FeedEnv) -> None:
 
 def test_database_is_shared_per_process(database_url: str) -> None:
     assert get_database(database_url) is get_database(database_url)
+
+
+def test_budgeted_feed_body_agrees_with_its_etag_all_day(
+        database_url: str, tmp_path_factory: pytest.TempPathFactory, env: FeedEnv,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Over its byte budget a feed keeps the events nearest to a point of the day, not of the
+    clock: two workers asked in the same day (early and late) answer one ETag with one body."""
+    login = f"budget-{secrets.token_hex(3)}"
+    with env.database.write() as session:
+        ctx = Context(session, SYSTEM, ORGANIZER)
+        tech = directory.add_user(ctx, login, name="Bea Budget", email=f"{login}@example.test",
+                                  role=Role.TECHNICIAN)
+        customer = directory.add_customer(ctx, "Budget Customer", email="budget@example.test",
+                                          address="Budget Road 1")
+        job = directory.add_job(ctx, customer, "Budget visit", problem="Leaks")
+        for offset in (-1, 1):  # yesterday 09:00 and tomorrow 09:00
+            starts = day(offset)
+            scheduling.book(ctx, job, tech, starts, starts + dt.timedelta(hours=1))
+        link = links.issue(ctx, links.Purpose.FEED, links.parse_subject(session, f"technician:{login}"))
+        token = env.app.extensions["fieldcal.signer"].dumps(link)
+    one_event = 1000  # the header and one visit fit, two do not (1,307 bytes)
+    today = day(0, 0)
+    answers = []
+    for moment in (today + dt.timedelta(minutes=5), today + dt.timedelta(hours=23, minutes=55)):
+        monkeypatch.setattr("feeds.routes.utcnow", lambda moment=moment: moment)
+        worker = make_app(database_url, env.keys, str(tmp_path_factory.mktemp("budget")),
+                          feed_max_bytes=one_event)
+        response = worker.test_client().get(f"/feeds/{token}.ics")
+        assert response.status_code == 200
+        assert response.data.count(b"BEGIN:VEVENT") == 1, "the budget keeps one of the two visits"
+        answers.append((response.headers["ETag"], response.data))
+    (early_etag, early_body), (late_etag, late_body) = answers
+    assert early_etag == late_etag
+    assert early_body == late_body, "one ETag, one body"
+    monkeypatch.setattr("feeds.routes.utcnow", lambda: today + dt.timedelta(days=1, hours=1))
+    worker = make_app(database_url, env.keys, str(tmp_path_factory.mktemp("budget")),
+                      feed_max_bytes=one_event)
+    next_day = worker.test_client().get(f"/feeds/{token}.ics")
+    assert next_day.headers["ETag"] != early_etag, "a new day may keep other events: a new ETag"

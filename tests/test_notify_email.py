@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from live import AUDIT_KEY
 from mailkit import (
     BASE_URL,
     DISPATCH,
@@ -178,7 +179,7 @@ def test_dispatcher_reassign_technician_decline_and_status(database: Database, t
         post.drain()
         assert len(smtp.inbox.to(addresses["ben"])) == 1
         on_the_way = smtp.inbox.to(addresses["customer"])[-1]
-        assert on_the_way["Subject"].startswith("Your technician is on the way")
+        assert on_the_way["Subject"].startswith("Your technician Ben is on the way")
         imip(on_the_way, "REQUEST")
 
         with domain(database, ben_actor) as ctx:  # Ben declines after all
@@ -342,7 +343,7 @@ def test_fieldcal_worker_once_sends_over_smtp(database: Database, tmp_path: Path
             address = customer.email
         env = {**os.environ, "FIELDCAL_INSTANCE": str(tmp_path), "FIELDCAL_DATABASE_URL": database.url,
                "FIELDCAL_SECRET_KEYS": SECRET, "FIELDCAL_SMTP_URL": smtp.url,
-               "FIELDCAL_BASE_URL": BASE_URL}
+               "FIELDCAL_BASE_URL": BASE_URL, "FIELDCAL_AUDIT_KEYS": AUDIT_KEY}
         result = subprocess.run([str(BIN / "fieldcal"), "worker", "--once"], env=env, text=True,
                                 capture_output=True, timeout=120, check=False)
         assert result.returncode == 0, result.stderr

@@ -21,6 +21,7 @@ from typing import Any
 import icalendar
 import pytest
 from davkit import calendar_query, parse_multistatus, sync_collection, sync_token_of
+from live import AUDIT_KEY
 from seeding import (
     WEEK,
     Account,
@@ -39,7 +40,6 @@ from plugins.radicale.storage import Storage
 from server import calendars, changes, directory, scheduling
 from server.config import Settings, load_settings
 from server.db import Database, get_database
-from server.http_guards import BodyLimit, XmlGuard
 from server.models import (
     Appointment,
     AuditEntry,
@@ -49,6 +49,7 @@ from server.models import (
     PartStat,
     Role,
 )
+from server.web.guards import BodyLimit, XmlGuard
 
 REPO = Path(__file__).resolve().parents[1]
 MAX_BODY = 64 * 1024
@@ -73,9 +74,11 @@ def settings_for(url: str, instance: Path, **extra: str) -> Settings:
         "FIELDCAL_INSTANCE": str(instance),
         "FIELDCAL_DATABASE_URL": url,
         "FIELDCAL_SECRET_KEYS": "test-key-for-the-plugin-tests",
+        "FIELDCAL_AUDIT_KEYS": AUDIT_KEY,
         "FIELDCAL_ORGANIZER_EMAIL": "dispatch@example.test",
         "FIELDCAL_MAX_BODY_BYTES": str(MAX_BODY),
         "FIELDCAL_DAV_AUTH_DELAY": "0",
+        "FIELDCAL_BUSINESS_PHONE": "+49 30 555 0100",
         **extra,
     })
 
@@ -139,7 +142,7 @@ def collection_row(db: Database, path: str) -> Collection:
 
 
 def test_storage_plugins_share_one_database(app: Any, database_url: str) -> None:
-    dav = app.app.app.app.mounts["/dav"].app  # BodyLimit > XmlGuard > WellKnown > Dispatcher
+    dav = app.app.app.app.app.mounts["/dav"].app  # ClientAddress > BodyLimit > XmlGuard > ...
     assert isinstance(dav._storage, Storage)
     assert dav._storage.database is get_database(database_url)
     assert dav._sharing._storage.database is dav._storage.database
@@ -183,12 +186,13 @@ def test_dispatcher_sees_every_home(client: Client, seed: Seed) -> None:
             f"/dav/customer-{seed.customer_ids[0]}/"} <= found
 
 
-def test_home_holds_jobs_personal_and_the_team_view(client: Client, seed: Seed) -> None:
+def test_home_holds_jobs_personal_the_team_view_and_the_customers(client: Client, seed: Seed) -> None:
     response = as_user(client, seed.technicians["alice"])("PROPFIND", "/dav/alice/", Depth="1")
     assert hrefs(response) == {"/dav/alice/", "/dav/alice/jobs/", "/dav/alice/personal/",
-                               "/dav/alice/team-north~schedule/"}
+                               "/dav/alice/team-north~schedule/", "/dav/alice/customers/"}
     carol = as_user(client, seed.technicians["carol"])("PROPFIND", "/dav/carol/", Depth="1")
-    assert hrefs(carol) == {"/dav/carol/", "/dav/carol/jobs/", "/dav/carol/personal/"}
+    assert hrefs(carol) == {"/dav/carol/", "/dav/carol/jobs/", "/dav/carol/personal/",
+                            "/dav/carol/customers/"}
 
 
 def test_other_people_and_customer_views_are_refused(client: Client, seed: Seed) -> None:
@@ -624,9 +628,10 @@ def test_technician_home_lists_the_team_view_read_only(client: Client, seed: See
     found = listing(as_user(client, seed.technicians["bob"]), "/dav/bob/")
     assert {href: entry["displayname"] for href, entry in found.items()} == {
         "/dav/bob/": None, "/dav/bob/jobs/": "Jobs", "/dav/bob/personal/": "Personal",
-        "/dav/bob/team-north~schedule/": "North team schedule"}
+        "/dav/bob/team-north~schedule/": "North team schedule", "/dav/bob/customers/": "Customers"}
     assert found["/dav/bob/jobs/"]["write"]
     assert not found["/dav/bob/team-north~schedule/"]["write"]
+    assert not found["/dav/bob/customers/"]["write"]
 
 
 def test_alias_is_its_target(client: Client, db: Database, seed: Seed) -> None:

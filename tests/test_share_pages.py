@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from feedkit import EVIL, ORGANIZER, FeedSeed, day, new_key, seed_feeds, strict_parse
 from flask.testing import FlaskClient
+from live import AUDIT_KEY
 
 from server import links
 from server.actors import SYSTEM
@@ -33,7 +34,9 @@ class ShareEnv:
 def share(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ShareEnv]:
     settings = load_settings({"FIELDCAL_INSTANCE": str(tmp_path_factory.mktemp("share")),
                               "FIELDCAL_DATABASE_URL": database_url,
-                              "FIELDCAL_BASE_URL": "https://cal.example.test"})
+                              "FIELDCAL_BASE_URL": "https://cal.example.test",
+                              "FIELDCAL_AUDIT_KEYS": AUDIT_KEY,
+                              "FIELDCAL_BUSINESS_PHONE": "+49 30 555 0100"})
     app = create_app(settings=settings.with_overrides(secret_keys=(new_key(),)))
     database, signer = app.extensions["fieldcal.db"], app.extensions["fieldcal.signer"]
     seed = seed_feeds(database, signer)

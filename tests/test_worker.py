@@ -229,8 +229,8 @@ def test_run_is_bounded_and_drains_the_queue(database: Database) -> None:
     worker = Worker(database, {"test.ok": lambda d: delivered.append(d.id)}, batch_size=2,
                     poll_interval_s=0.05)
     started = time.monotonic()
-    total = worker.run(stop_after=0.5)
-    assert time.monotonic() - started < 5
+    total = worker.run(stop_after=3.0)  # room for 3 batches on a busy machine
+    assert time.monotonic() - started < 10
     assert total.sent == 5 and sorted(delivered) == ids
 
 

@@ -29,19 +29,16 @@ changed or deleted.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, overload
+from typing import Any, overload
 
 from sqlalchemy import Select, and_, or_, select
 from sqlalchemy.orm import Session
 
 from plugins.radicale.collection import DbCollection
-from plugins.radicale.state import Principal
+from plugins.radicale.state import Principal, StorageAccess
 from server.calendars import PERSONAL, team_path
 from server.errors import Forbidden
 from server.models import Collection, CollectionKind, Role, Team, User
-
-if TYPE_CHECKING:
-    from plugins.radicale.storage import Storage
 
 SEPARATOR = "~"
 VIEW_PREFIXES = ("team-", "customer-")
@@ -78,7 +75,7 @@ def may_hold(owner: Principal, target_path: str) -> bool:
     return any(target_path == team_path(slug) for slug in owner.teams)
 
 
-def _with_names() -> Select[Any]:
+def _with_names() -> Select[*tuple[Any, ...]]:
     return (
         select(Collection, User.name, Team.name)
         .outerjoin(User, Collection.owner_id == User.id)
@@ -98,7 +95,7 @@ def _display_name(row: Collection, person: str | None, team: str | None) -> str:
 class AliasCollection(DbCollection):
     """A target collection seen from a home: its row, under another path and name."""
 
-    def __init__(self, storage: Storage, row: Collection, path: str, displayname: str) -> None:
+    def __init__(self, storage: StorageAccess, row: Collection, path: str, displayname: str) -> None:
         super().__init__(storage, row)
         self._alias_path = path
         self._displayname = displayname
@@ -139,7 +136,7 @@ class AliasCollection(DbCollection):
         super().delete(href)
 
 
-def listed(storage: Storage, session: Session, owner: Principal) -> list[AliasCollection]:
+def listed(storage: StorageAccess, session: Session, owner: Principal) -> list[AliasCollection]:
     """The aliases `owner`'s home lists, in one query."""
     if owner.is_dispatcher:
         wanted = or_(
@@ -163,7 +160,7 @@ def listed(storage: Storage, session: Session, owner: Principal) -> list[AliasCo
     ]
 
 
-def resolve(storage: Storage, session: Session, owner: Principal, name: str
+def resolve(storage: StorageAccess, session: Session, owner: Principal, name: str
             ) -> AliasCollection | None:
     """The alias `name` in `owner`'s home, if it is one `owner` may hold and its target exists."""
     target = target_of(name)

@@ -2,6 +2,10 @@
 
 Only a hash of each password is stored (server.directory); a revoked password
 stops working on the next request. Logins are not cached in the process.
+Password guesses are throttled per client address and per login
+(server.login_throttle); a refused attempt is noted in `state` and answered
+429 with Retry-After by the application, at once (Radicale's constant-time
+sleep for failed logins is skipped for it).
 """
 
 from __future__ import annotations
@@ -12,7 +16,8 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from plugins.radicale import state
-from server import directory
+from server import directory, login_throttle
+from server.models import utcnow
 
 MAX_PASSWORD_LENGTH = 256
 
@@ -22,19 +27,46 @@ class Auth(radicale_auth.BaseAuth):
         super().__init__(configuration)
         self._db = state.DatabaseHandle(configuration)
 
-    def _login(self, login: str, password: str) -> str:
+    def _login_ext(self, login: str, password: str, context: radicale_auth.AuthContext) -> str:
         state.remember(None)
         if not login or not password or len(password) > MAX_PASSWORD_LENGTH:
             return ""
+        address = str(context.remote_addr or "unknown")
         try:
-            with self._db().read() as session:
-                found = self._check(session, login, password)
+            with self._db().read() as session:  # one transaction: the throttle, then the password
+                standing, found = self._attempt(session, login, password, address)
         except OperationalError:
             # SQLite: another process wrote between our read and the last-used update.
             with self._db().write() as session:
-                found = self._check(session, login, password)
+                standing, found = self._attempt(session, login, password, address)
+        if standing.refused_for is not None:
+            state.refuse_login(standing.refused_for)
+            return ""
+        if found is None:
+            with self._db().write() as session:
+                wait = login_throttle.note_failure(session, login, address)
+            if wait is not None:
+                state.refuse_login(wait)
+            return ""
+        if standing.needs_note(utcnow()):
+            with self._db().write() as session:
+                login_throttle.note_success(session, login, address)
         state.remember(found)
-        return found.login if found is not None else ""
+        return found.login
+
+    def _sleep_for_constant_exec_time(self, time_ns_begin: int) -> None:
+        if state.login_refused_for() is None:
+            super()._sleep_for_constant_exec_time(time_ns_begin)
+
+    @classmethod
+    def _attempt(cls, session: Session, login: str, password: str, address: str
+                 ) -> tuple[login_throttle.Standing, state.Principal | None]:
+        """The throttle's standing of this login and address; the password checked only if
+        the throttle lets it through."""
+        standing = login_throttle.standing(session, login, address)
+        if standing.refused_for is not None:
+            return standing, None
+        return standing, cls._check(session, login, password)
 
     @staticmethod
     def _check(session: Session, login: str, password: str) -> state.Principal | None:

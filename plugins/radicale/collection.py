@@ -13,24 +13,20 @@ import math
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager
-from email.utils import format_datetime
-from typing import TYPE_CHECKING, Any, overload
+from typing import Any, overload
 
 from radicale import item as radicale_item
 from radicale import storage as radicale_storage
 from radicale.item import filter as radicale_filter
-from sqlalchemy import Select, or_, select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
-from plugins.radicale import bounds, serialize, state
-from server import calendars, changes, ical, phone_edits, scheduling
-from server.bodycache import BodyCache
-from server.busy import EXPANSIONS, MAX_OCCURRENCES
+from plugins.radicale import bounds, phone_edits, recurring, serialize, state, time_range, whole_get
+from plugins.radicale.stored_item import StoredItem, http_date
+from server import calendars, changes, ical, scheduling
+from server.busy import EXPANSIONS
 from server.errors import Forbidden
 from server.models import Appointment, CalendarItem, Collection, CollectionKind
-
-if TYPE_CHECKING:
-    from plugins.radicale.storage import Storage
 
 SYNC_TOKEN_PREFIX = "http://fieldcal.invalid/ns/sync/"
 HREF_CHUNK = 500
@@ -41,10 +37,6 @@ ITEM_COLUMNS = (
     CalendarItem.etag, CalendarItem.updated_at, CalendarItem.dtstart, CalendarItem.dtend,
     CalendarItem.appointment_id,
 )
-
-
-def http_date(moment: dt.datetime) -> str:
-    return format_datetime(moment.astimezone(dt.UTC), usegmt=True)
 
 
 def _timestamp_bounds(start: dt.datetime | None, end: dt.datetime | None) -> tuple[int, int]:
@@ -63,54 +55,7 @@ def _from_timestamp(value: int) -> dt.datetime | None:
         return None
 
 
-WHOLE_CALENDARS: BodyCache[str] = BodyCache(32 * 1024 * 1024)
-
-class StoredItem(radicale_item.Item):
-    """An item from its stored row; `last_modified` is formatted only when asked for."""
-
-    _updated_at: dt.datetime | None = None
-    _last_modified: str | None = None
-    exact: bool = False  # time_range is the object's exact extent (rendered appointments)
-
-    @property  # type: ignore[override]
-    def last_modified(self) -> str | None:
-        if self._last_modified is None and self._updated_at is not None:
-            self._last_modified = http_date(self._updated_at)
-        return self._last_modified
-
-    @last_modified.setter
-    def last_modified(self, value: str | None) -> None:
-        self._last_modified = value
-
-    @classmethod
-    def build(cls, collection: DbCollection, href: str, text: str, etag: str, uid: str,
-              component: str, updated_at: dt.datetime, time_range: tuple[int, int],
-              exact: bool) -> StoredItem:
-        """Without Item.__init__, whose path checks cost more than the rest for big listings;
-        the collection's path is already sanitised (it comes from a checked row)."""
-        item = cls.__new__(cls)
-        item._collection_path = collection.path
-        item.collection = collection
-        item.href = href
-        item._text = text
-        item._vobject_item = None
-        item._etag = etag
-        item._uid = uid
-        item._name = "VCALENDAR"
-        item._component_name = component
-        item._time_range = time_range
-        item._updated_at = updated_at
-        item._last_modified = None
-        item.exact = exact
-        return item
-
-    def __copy__(self) -> StoredItem:
-        # Radicale's expansion edits the parsed object of its copy in place: a copy
-        # parses the stored text again instead of sharing the parsed object.
-        clone = self.__class__.__new__(self.__class__)
-        clone.__dict__.update(self.__dict__)
-        clone._vobject_item = None
-        return clone
+WHOLE_CALENDARS = whole_get.WHOLE_CALENDARS
 
 
 class Home(radicale_storage.BaseCollection):
@@ -161,7 +106,7 @@ class Home(radicale_storage.BaseCollection):
 
 
 class DbCollection(radicale_storage.BaseCollection):
-    def __init__(self, storage: Storage, row: Collection) -> None:
+    def __init__(self, storage: state.StorageAccess, row: Collection) -> None:
         self._storage = storage
         self._row = row
 
@@ -223,7 +168,7 @@ class DbCollection(radicale_storage.BaseCollection):
         return StoredItem.build(self, href, text, etag, uid, component, updated_at, time_range,
                                 exact)
 
-    def _select(self) -> Select[Any]:
+    def _select(self) -> Select[*tuple[Any, ...]]:
         return select(*ITEM_COLUMNS).where(CalendarItem.collection_id == self._row.id)
 
     def _reading(self) -> AbstractContextManager[Session]:
@@ -257,31 +202,31 @@ class DbCollection(radicale_storage.BaseCollection):
         if tag is not None:
             query = query.where(CalendarItem.component == tag)
         start_at, end_at = _from_timestamp(start), _from_timestamp(end)
-        if end_at is not None:
-            query = query.where(or_(CalendarItem.dtstart.is_(None), CalendarItem.dtstart < end_at))
-        if start_at is not None:
-            query = query.where(or_(CalendarItem.dtend.is_(None), CalendarItem.dtend > start_at))
         with self._reading() as session:
-            for row in session.execute(query.order_by(CalendarItem.dtstart)):
+            for row in time_range.rows_in_range(session, query, start_at, end_at):
                 item = self._item(row, exact_text=True)
                 istart, iend = item.time_range
                 if item.exact:
                     if istart >= end or iend <= start:
                         continue
                     yield item, simple and (start <= istart or iend <= end)
-                elif (simple and item.component_name == "VEVENT" and start_at and end_at
-                      and EXPANSIONS.covers(start_at, end_at)):
-                    # A recurrence: its cached expansion answers the time range exactly.
-                    expansion = EXPANSIONS.get(item.etag, item.serialize(), start_at.date())
-                    if not expansion.zoned or len(expansion.occurrences) >= MAX_OCCURRENCES:
-                        yield item, False  # floating or all-day times, or capped: Radicale decides
-                    elif any((o.starts_at < end_at and o.ends_at > start_at)
-                             or (o.starts_at == o.ends_at and start_at <= o.starts_at < end_at)
-                             for o in expansion.occurrences):
+                    continue
+                if not recurring.is_recurring(item.serialize()):
+                    yield item, False  # widened stored bounds (floating or all-day): Radicale checks
+                    continue
+                expanding = state.notes().expand
+                if expanding is not None:
+                    recurring.check_expansion_size(item.href or "", item.serialize(), *expanding)
+                item._window_start = recurring.earliest(start_at, expanding and expanding[0])
+                if (simple and item.component_name == "VEVENT" and start_at and end_at
+                        and EXPANSIONS.covers(start_at, end_at)):
+                    meets = recurring.meets_range(item.etag, item.serialize(), start_at, end_at)
+                    if meets is None:
+                        yield item, False  # floating or all-day times: Radicale decides
+                    elif meets:
                         yield item, True
                 else:
-                    # Widened stored bounds (floating or all-day times): Radicale checks it.
-                    yield item, False
+                    yield item, False  # Radicale filters it, with the rules moved to the window
 
     def has_uid(self, uid: str) -> bool:
         with self._reading() as session:
@@ -312,20 +257,29 @@ class DbCollection(radicale_storage.BaseCollection):
             )
 
     def serialize(self, vcf_to_ics: bool = False, ShareActions: dict | None = None) -> str:
-        """The whole calendar: stored texts joined, cached per (collection, sync_seq)."""
+        """The whole calendar: stored texts joined, cached per (collection, sync_seq).
+        A GET whose If-None-Match names the current ETag gets nothing rendered
+        (plugins.radicale.whole_get answers 304)."""
+        notes = state.notes()
+        if notes.if_none_match and whole_get.names_etag(notes.if_none_match, self.etag):
+            notes.not_modified = True
+            return ""
         name = self.get_meta("D:displayname") or ""
         description = self.get_meta("C:calendar-description") or ""
         key = (self._row.id, self._row.created_at, self._row.sync_seq, name, description)
         body = WHOLE_CALENDARS.get(key)
         if body is None:
-            with self._reading() as session:
-                texts = session.connection().execute(
+            with self._reading() as session:  # streamed: the texts are not all held at once
+                texts = session.execute(
                     select(CalendarItem.text).where(CalendarItem.collection_id == self._row.id)
-                    .order_by(CalendarItem.id)
-                ).scalars().all()
-            body = serialize.whole_calendar(texts, name=name, description=description)
+                    .order_by(CalendarItem.id).execution_options(yield_per=STREAM_ROWS)
+                ).scalars()
+                body = serialize.whole_calendar_bytes(texts, name=name, description=description)
             WHOLE_CALENDARS.put(key, body)
-        return body
+        notes.whole_calendar, notes.whole_body = key, body
+        if notes.serving_get:
+            return ""  # whole_get.finish answers with the bytes (no text copy, no encoding)
+        return body.decode("utf-8")
 
     # ------------------------------------------------------------------ writing
 
@@ -340,13 +294,15 @@ class DbCollection(radicale_storage.BaseCollection):
 
     def upload(self, href: str, item: radicale_item.Item
                ) -> tuple[radicale_item.Item, radicale_item.Item | None]:
-        old = self._stored(href)
-        replaced = None if old is None else self._as_item(old)
         text = item.serialize()
         ctx = self._storage.context()
         if self.kind == CollectionKind.CALENDAR:
+            # The replaced item goes only to Radicale's hook, which fieldcal does not use
+            # (radicale.config): not read again here, put_item reads the row it replaces.
             stored, _ = calendars.put_item(ctx, self._row, href, text)
-            return self._as_item(stored), replaced
+            return self._as_item(stored), None
+        old = self._stored(href)
+        replaced = None if old is None else self._as_item(old)
         if self.kind != CollectionKind.JOBS:
             raise Forbidden(
                 f"{self.path!r} is a read-only view of the schedule; changes are made by dispatch."

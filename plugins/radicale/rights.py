@@ -9,7 +9,8 @@ Nobody else has any right.
 An alias in a home (plugins.radicale.aliases) gets what both its place and
 its target allow: a technician reads their team's schedule through
 `/<login>/team-<slug>~schedule/`, a dispatcher writes a technician's jobs
-through `/<dispatcher>/<login>~jobs/`. Item paths get no rights of their own:
+through `/<dispatcher>/<login>~jobs/`. A technician's address book `/<login>/customers/`
+is read-only for its owner and dispatchers. Item paths get no rights of their own:
 Radicale then uses the rights of the item's calendar.
 """
 
@@ -19,6 +20,7 @@ from radicale import config as radicale_config
 from radicale import rights as radicale_rights
 
 from plugins.radicale import aliases, state
+from server.contacts import BOOK
 
 TEAM_PREFIX = "team-"
 
@@ -33,9 +35,14 @@ def _calendar_rights(who: state.Principal, home: str) -> str:
 
 
 def calendar_rights(who: state.Principal, home: str, name: str) -> str:
-    """What `who` may do with the calendar `<home>/<name>` (an alias included)."""
+    """What `who` may do with the calendar `<home>/<name>` (an alias included). A person's
+    address book (server.contacts) is read-only and shown by no alias."""
     rights = _calendar_rights(who, home)
+    if name == BOOK:
+        return radicale_rights.intersect(rights, "r")
     target = aliases.target_of(name)
+    if target is not None and target.split("/", 1)[1] == BOOK:
+        return ""
     if target is None or not rights:
         return rights
     return radicale_rights.intersect(rights, _calendar_rights(who, target.split("/", 1)[0]))

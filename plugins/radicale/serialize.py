@@ -7,35 +7,12 @@ name (X-WR-CALNAME) and description (X-WR-CALDESC).
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterable
 
+from server.contentlines import CRLF, escape_text, fold
+
 PRODID = "-//fieldcal//fieldcal 0.1//EN"
-CRLF = "\r\n"
-FOLD_OCTETS = 75
-
-
-def escape_text(value: str) -> str:
-    return (
-        value.replace("\\", "\\\\").replace(";", "\\;").replace(",", "\\,")
-        .replace("\r\n", "\\n").replace("\n", "\\n").replace("\r", "\\n")
-    )
-
-
-def fold(line: str) -> str:
-    """Fold a content line at 75 octets without splitting a UTF-8 sequence."""
-    data = line.encode("utf-8")
-    if len(data) <= FOLD_OCTETS:
-        return line
-    parts: list[str] = []
-    limit = FOLD_OCTETS
-    while data:
-        cut = min(limit, len(data))
-        while cut < len(data) and (data[cut] & 0xC0) == 0x80:
-            cut -= 1
-        parts.append(data[:cut].decode("utf-8"))
-        data = data[cut:]
-        limit = FOLD_OCTETS - 1
-    return (CRLF + " ").join(parts)
 
 
 def _split_components(text: str, timezones: dict[str, str], out: list[str]) -> None:
@@ -71,22 +48,32 @@ def _split_components(text: str, timezones: dict[str, str], out: list[str]) -> N
             depth -= 1
 
 
-def whole_calendar(texts: Iterable[str], *, name: str = "", description: str = "") -> str:
+def whole_calendar_bytes(texts: Iterable[str], *, name: str = "", description: str = "") -> bytes:
+    """The whole calendar as UTF-8. The components go straight into one buffer as the texts
+    stream by (VTIMEZONEs are kept aside and put first): the body is held about twice at
+    most, never as a list of pieces beside a joined copy."""
     timezones: dict[str, str] = {}
-    components: list[str] = []
+    body = io.BytesIO()
     for text in texts:
         # The common case, one slice: CRLF text without VTIMEZONE.
         if text.startswith("BEGIN:VCALENDAR\r\n") and "BEGIN:VTIMEZONE" not in text:
             start = text.find("\r\nBEGIN:", 15)
             end = text.rfind("END:VCALENDAR")
             if start != -1 and end > start:
-                components.append(text[start + 2:end])
+                body.write(text[start + 2:end].encode("utf-8"))
                 continue
+        components: list[str] = []
         _split_components(text, timezones, components)
+        for component in components:
+            body.write(component.encode("utf-8"))
     head = ["BEGIN:VCALENDAR", "VERSION:2.0", f"PRODID:{PRODID}"]
     if name:
         head.append(fold(f"X-WR-CALNAME:{escape_text(name)}"))
     if description:
         head.append(fold(f"X-WR-CALDESC:{escape_text(description)}"))
-    return (CRLF.join(head) + CRLF + "".join(timezones.values()) + "".join(components)
-            + "END:VCALENDAR" + CRLF)
+    first = (CRLF.join(head) + CRLF + "".join(timezones.values())).encode("utf-8")
+    return b"".join((first, body.getbuffer(), b"END:VCALENDAR\r\n"))
+
+
+def whole_calendar(texts: Iterable[str], *, name: str = "", description: str = "") -> str:
+    return whole_calendar_bytes(texts, name=name, description=description).decode("utf-8")

@@ -8,10 +8,12 @@ principal (role, teams) for rights and for the domain's Actor.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import datetime as dt
+from collections.abc import Hashable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from radicale import config as radicale_config
 from sqlalchemy import select
@@ -19,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from server.actors import Actor
 from server.config import load_settings
+from server.context import Context
 from server.db import Database, get_database
 from server.models import Collection, Role, Team, TeamMember, User
 
@@ -36,6 +39,15 @@ class Principal:
         return self.role == Role.DISPATCHER
 
 
+class StorageAccess(Protocol):
+    """What collections need of the storage plugin: its database and the current write's context."""
+
+    @property
+    def database(self) -> Database: ...
+
+    def context(self) -> Context: ...
+
+
 @dataclass
 class Transaction:
     session: Session
@@ -50,11 +62,19 @@ class RequestNotes:
 
     request_id: str = ""
     altered: bool = False  # the stored object differs from what the client sent
+    expand: tuple[dt.datetime, dt.datetime] | None = None  # a REPORT's <C:expand> range
+    if_none_match: str = ""  # a GET's If-None-Match: a whole calendar it names is not rendered
+    whole_calendar: Hashable | None = None  # the cache key of the whole calendar served
+    not_modified: bool = False  # If-None-Match named the whole calendar's current ETag
+    serving_get: bool = False  # a GET: a whole calendar is answered as cached bytes, not as text
+    whole_body: bytes | None = None  # the whole calendar served (UTF-8)
+    vcard_version: str = ""  # the vCard version the client asked for ("" = the default)
 
 
 _transaction: ContextVar[Transaction | None] = ContextVar("fieldcal_dav_txn", default=None)
 _principal: ContextVar[Principal | None] = ContextVar("fieldcal_dav_principal", default=None)
 _notes: ContextVar[RequestNotes | None] = ContextVar("fieldcal_dav_notes", default=None)
+_login_refused: ContextVar[int | None] = ContextVar("fieldcal_dav_login_refused", default=None)
 
 
 class DatabaseHandle:
@@ -180,3 +200,21 @@ def actor(database: Database, login: str) -> Actor:
     role = who.role if who is not None else "unknown"
     return Actor(name=login or "anonymous", channel=CHANNEL, role=role,
                  request_id=notes().request_id)
+
+
+def begin_login() -> object:
+    """A request starts: no login refused yet."""
+    return _login_refused.set(None)
+
+
+def end_login(token: object) -> None:
+    _login_refused.reset(token)  # type: ignore[arg-type]
+
+
+def refuse_login(retry_after: int) -> None:
+    """Auth refused this request's login for throttling: answer 429, retry after so many seconds."""
+    _login_refused.set(retry_after)
+
+
+def login_refused_for() -> int | None:
+    return _login_refused.get()

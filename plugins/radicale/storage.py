@@ -20,7 +20,7 @@ from radicale import types as radicale_types
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from plugins.radicale import aliases, state
+from plugins.radicale import addressbook, aliases, state
 from plugins.radicale.collection import DbCollection, Home
 from server import calendars, directory
 from server.context import Context
@@ -107,7 +107,7 @@ class Storage(radicale_storage.BaseStorage):
         seen = state.current().collections
         row = seen[path] if path in seen else seen.setdefault(path, calendars.get_collection(session, path))
         if row is not None:
-            return DbCollection(self, row)
+            return addressbook.collection_for(self, row)
         if aliases.target_of(name) is None:
             return None
         owner = self._owner(session, home)
@@ -132,7 +132,7 @@ class Storage(radicale_storage.BaseStorage):
             yield Home(segments[0])
             if depth != "0":
                 for row in self._collections_under(session, segments[0]):
-                    yield DbCollection(self, row)
+                    yield addressbook.collection_for(self, row)
                 owner = self._owner(session, segments[0])
                 if owner is not None:
                     yield from aliases.listed(self, session, owner)

@@ -15,6 +15,7 @@ import click
 from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.orm import Session
 
+from server import audit_anchor
 from server.actors import Actor
 from server.config import Settings, load_settings
 from server.context import Context
@@ -25,6 +26,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 CHANNEL = "cli"
 DURATION = re.compile(r"^(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m?)?$")
+DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 ISO_DURATION = re.compile(r"^PT(?:(?P<h>\d+)H)?(?:(?P<m>\d+)M)?$")
 
 
@@ -38,6 +40,7 @@ class Runtime:
     def settings(self) -> Settings:
         if self._settings is None:
             self._settings = load_settings()
+            audit_anchor.setup(self._settings, required=False)  # writes need the keys
         return self._settings
 
     def reload(self) -> Settings:
@@ -50,7 +53,8 @@ class Runtime:
 
     @property
     def actor(self) -> Actor:
-        return Actor(name=os_user(), channel=CHANNEL, role="dispatcher")
+        return Actor(name=os_user(), channel=CHANNEL, role="dispatcher",
+                     timezone=self.settings.timezone)
 
     @contextmanager
     def write(self) -> Iterator[Context]:
@@ -85,6 +89,11 @@ class FieldcalGroup(click.Group):
         try:
             return super().invoke(ctx)
         except FieldcalError as exc:
+            # Imported here: commands that never book (export, ...) skip the scheduling stack.
+            from server.scheduling.rules import BookingRefused
+            if isinstance(exc, BookingRefused):
+                raise click.ClickException(
+                    f"{exc.message} (add --force --reason TEXT to book anyway)") from exc
             raise click.ClickException(exc.message) from exc
         except (OperationalError, ProgrammingError) as exc:
             first_line = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
@@ -122,6 +131,27 @@ def parse_time(value: str, default_zone: ZoneInfo) -> dt.datetime:
         if round_trip != moment.replace(tzinfo=None):
             raise click.BadParameter(f"{value} does not exist in {default_zone.key} (clock change)")
     return moment.astimezone(dt.UTC)
+
+
+def parse_moment(value: str, default_zone: ZoneInfo, *, end: bool = False) -> dt.datetime:
+    """An ISO time, or a date: its midnight (with `end`, the midnight after it: the day counts)."""
+    text = value.strip()
+    if DATE.match(text):
+        day = dt.date.fromisoformat(text) + dt.timedelta(days=1 if end else 0)
+        return dt.datetime.combine(day, dt.time(), default_zone).astimezone(dt.UTC)
+    return parse_time(text, default_zone)
+
+
+def parse_point(value: str) -> tuple[float, float]:
+    """"52.5219,13.4132" -> (52.5219, 13.4132)."""
+    parts = value.replace(" ", "").split(",")
+    try:
+        latitude, longitude = (float(p) for p in parts)
+    except ValueError as exc:
+        raise click.BadParameter(f"{value!r} is not LAT,LON like 52.5219,13.4132") from exc
+    if not (-90 <= latitude <= 90 and -180 <= longitude <= 180):
+        raise click.BadParameter(f"{value!r} is not LAT,LON like 52.5219,13.4132")
+    return latitude, longitude
 
 
 def parse_duration(value: str) -> dt.timedelta:

@@ -25,12 +25,7 @@ def _expiry(value: str | None) -> dt.datetime | None:
 
 def link_url(runtime: Runtime, link: ShareLink) -> str:
     token = links.LinkSigner(runtime.settings.require_secret_keys()).dumps(link)
-    base = runtime.settings.base_url
-    if link.purpose == links.Purpose.FEED:
-        return f"{base}/feeds/{token}.ics"
-    if link.purpose == links.Purpose.MANAGE:
-        return f"{base}/m/{token}"
-    return f"{base}/s/{token}"
+    return runtime.settings.base_url + links.path(link.purpose, token)
 
 
 def link_json(runtime: Runtime, link: ShareLink) -> dict[str, Any]:
@@ -63,11 +58,12 @@ def link_line(runtime: Runtime, link: ShareLink) -> str:
 
 @click.group()
 def link() -> None:
-    """Signed links to schedules: ICS feeds (subscribe) and share pages."""
+    """Signed links to schedules: ICS feeds (subscribe), share pages and technicians' day pages."""
 
 
 @link.command("new")
-@click.argument("purpose", type=click.Choice([links.Purpose.FEED.value, links.Purpose.SHARE.value]))
+@click.argument("purpose", type=click.Choice([links.Purpose.FEED.value, links.Purpose.SHARE.value,
+                                              links.Purpose.DAY.value]))
 @click.argument("subject")
 @click.option("--audience", type=click.Choice([a.value for a in links.LinkAudience]), default=None,
               help="What the link shows (default: full for staff subjects, customer view for customers).")
@@ -77,7 +73,8 @@ def link() -> None:
 @pass_runtime
 def link_new(runtime: Runtime, purpose: str, subject: str, audience: str | None, expires: str | None,
              label: str, as_json: bool) -> None:
-    """Issue a link. SUBJECT: technician:LOGIN, team:SLUG, customer:ID or appointment:ID."""
+    """Issue a link. SUBJECT: technician:LOGIN, team:SLUG, customer:ID or appointment:ID
+    (a `day` link: technician:LOGIN, their "my day" page on a phone)."""
     runtime.settings.require_secret_keys()
     with runtime.write() as ctx:
         found = links.parse_subject(ctx.session, subject)
@@ -88,12 +85,18 @@ def link_new(runtime: Runtime, purpose: str, subject: str, audience: str | None,
         data = {"id": issued.id, "url": link_url(runtime, issued)}
         if feed is not None:
             data["feed_url"] = link_url(runtime, feed)
+        token = links.LinkSigner(runtime.settings.require_secret_keys()).dumps(feed or issued)
+        variant = links.freebusy_path(feed or issued, token)
+        if variant is not None:
+            data["freebusy_url"] = runtime.settings.base_url + variant
     if as_json:
         print_json(data)
         return
     click.echo(data["url"])
     if "feed_url" in data:
         click.echo(f"feed: {data['feed_url']}")
+    if "freebusy_url" in data:
+        click.echo(f"free/busy: {data['freebusy_url']}")
 
 
 @link.command("list")
@@ -104,12 +107,12 @@ def link_list(runtime: Runtime, subject: str, as_json: bool) -> None:
     """A subject's links: when each was last fetched, and by which client."""
     with runtime.read() as session:
         found = links.links_of(session, links.parse_subject(session, subject))
-        rows = [link_json(runtime, row) for row in found] if as_json else [
-            link_line(runtime, row) for row in found]
+        data = [link_json(runtime, row) for row in found] if as_json else []
+        lines = [] if as_json else [link_line(runtime, row) for row in found]
     if as_json:
-        print_json(rows)
+        print_json(data)
     else:
-        click.echo("\n".join(rows) if rows else "No links.")
+        click.echo("\n".join(lines) if lines else "No links.")
 
 
 @link.command("revoke")

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import secrets
+
 import click
 from sqlalchemy import select
 
-from server import directory
+from server import directory, staff
+from server.cli import staffing
 from server.cli.common import Runtime, json_option, pass_runtime, print_json
 from server.cli.views import (
     credential_json,
@@ -36,14 +39,17 @@ def technician() -> None:
 @click.option("--team", "teams", multiple=True, metavar="SLUG", help="Team to join (repeatable).")
 @click.option("--skill", "skills", multiple=True, metavar="S",
               help="A skill (repeatable, or comma-separated).")
+@click.option("--active/--inactive", default=True, show_default=True,
+              help="Inactive technicians get no new work (and cannot sign in).")
 @json_option
 @pass_runtime
 def technician_add(runtime: Runtime, login: str, name: str, email: str, timezone: str,
-                   teams: tuple[str, ...], skills: tuple[str, ...], as_json: bool) -> None:
+                   teams: tuple[str, ...], skills: tuple[str, ...], active: bool,
+                   as_json: bool) -> None:
     """Add a technician (with their `jobs` and `personal` calendars)."""
     with runtime.write() as ctx:
         user = directory.add_user(ctx, login, name=name, email=email, role=Role.TECHNICIAN,
-                                  timezone=timezone, skills=split_values(skills))
+                                  timezone=timezone, skills=split_values(skills), active=active)
         for slug in split_values(teams):
             directory.add_member(ctx, directory.find_team(ctx.session, slug), user)
         ctx.session.refresh(user, ["teams"])
@@ -55,12 +61,42 @@ def technician_add(runtime: Runtime, login: str, name: str, email: str, timezone
         click.echo(f"Issue a device password with: fieldcal password new {login} --label phone")
 
 
+@technician.command("edit")
+@click.argument("login")
+@click.option("--name", default=None)
+@click.option("--email", default=None)
+@click.option("--tz", "timezone", default=None, help="IANA time zone, e.g. Europe/Berlin.")
+@click.option("--skill", "skills", multiple=True, metavar="S",
+              help="The technician's skills, replacing the old ones (repeatable).")
+@click.option("--active/--inactive", default=None,
+              help="Inactive technicians get no new work (and cannot sign in).")
+@json_option
+@pass_runtime
+def technician_edit(runtime: Runtime, login: str, name: str | None, email: str | None,
+                    timezone: str | None, skills: tuple[str, ...], active: bool | None,
+                    as_json: bool) -> None:
+    """Change a technician's details."""
+    with runtime.write() as ctx:
+        user = directory.find_user(ctx.session, login)
+        directory.update_user(ctx, user, name=name, email=email, timezone=timezone,
+                              skills=split_values(skills) if skills else None, active=active)
+        data, line = user_json(user), user_line(user)
+    if as_json:
+        print_json(data)
+    else:
+        click.echo(f"Changed technician {line}")
+
+
 @technician.command("list")
 @json_option
 @pass_runtime
 def technician_list(runtime: Runtime, as_json: bool) -> None:
     """List technicians."""
     _list_users(runtime, Role.TECHNICIAN, as_json)
+
+
+for _command in (staffing.hours, staffing.technician_area, staffing.timeoff, staffing.day):
+    technician.add_command(_command)
 
 
 @click.group()
@@ -73,19 +109,41 @@ def dispatcher() -> None:
 @click.option("--name", required=True)
 @click.option("--email", required=True)
 @click.option("--tz", "timezone", default=None, help="IANA time zone (default: FIELDCAL_TIMEZONE).")
+@click.option("--readonly", is_flag=True,
+              help="Staff who may look at the console's settings but change nothing.")
 @json_option
 @pass_runtime
 def dispatcher_add(runtime: Runtime, login: str, name: str, email: str, timezone: str | None,
-                   as_json: bool) -> None:
-    """Add a dispatcher."""
+                   readonly: bool, as_json: bool) -> None:
+    """Add a dispatcher (or, with --readonly, staff who only look)."""
     with runtime.write() as ctx:
-        user = directory.add_user(ctx, login, name=name, email=email, role=Role.DISPATCHER,
+        user = directory.add_user(ctx, login, name=name, email=email,
+                                  role=Role.READONLY if readonly else Role.DISPATCHER,
                                   timezone=timezone or runtime.settings.timezone)
         data, line = user_json(user), user_line(user)
     if as_json:
         print_json(data)
     else:
         click.echo(f"Added dispatcher {line}")
+
+
+@dispatcher.command("password")
+@click.argument("login")
+@click.option("--generate", is_flag=True,
+              help="Make up a strong password and print it (once) instead of asking for one.")
+@pass_runtime
+def dispatcher_password(runtime: Runtime, login: str, generate: bool) -> None:
+    """Set LOGIN's console password (signs out every console session of LOGIN)."""
+    if generate:
+        secret = secrets.token_urlsafe(15)
+    else:
+        secret = click.prompt("New console password", hide_input=True,
+                              confirmation_prompt=True)
+    with runtime.write() as ctx:
+        staff.set_password(ctx, login, secret)
+    click.echo(f"Console password set for {login}; sign in at {runtime.settings.base_url}/console")
+    if generate:
+        click.echo(f"Password (shown only now): {secret}")
 
 
 @dispatcher.command("list")
@@ -141,6 +199,10 @@ def team_list(runtime: Runtime, as_json: bool) -> None:
     else:
         for _, line in rows:
             click.echo(line)
+
+
+team.add_command(staffing.team_area)
+team.add_command(staffing.team_travel)
 
 
 @team.group("member")

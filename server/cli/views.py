@@ -29,7 +29,8 @@ def user_line(user: User) -> str:
     teams = ", ".join(sorted(team.slug for team in user.teams)) or "-"
     skills = ", ".join(user.skills or []) or "-"
     return (f"#{user.id:<4} {user.login:<12} {user.role:<10} {user.name} <{user.email}>  "
-            f"{user.timezone}  teams: {teams}  skills: {skills}")
+            f"{user.timezone}  teams: {teams}  skills: {skills}"
+            + ("" if user.active else "  [inactive]"))
 
 
 def team_json(team: Team) -> dict[str, Any]:
@@ -68,8 +69,9 @@ def customer_json(customer: Customer) -> dict[str, Any]:
         "phone": customer.phone,
         "timezone": customer.timezone,
         "sites": [
-            {"id": site.id, "address": site.address, "compressor_make": site.compressor_make,
-             "compressor_model": site.compressor_model,
+            {"id": site.id, "address": site.address, "postcode": site.postcode,
+             "country": site.country, "latitude": site.latitude, "longitude": site.longitude,
+             "compressor_make": site.compressor_make, "compressor_model": site.compressor_model,
              "compressor_serial": site.compressor_serial}
             for site in customer.sites
         ],
@@ -79,6 +81,8 @@ def customer_json(customer: Customer) -> dict[str, Any]:
 def customer_line(customer: Customer) -> str:
     site = customer.sites[0] if customer.sites else None
     where = site.address.replace("\n", ", ") if site else "no site"
+    if site and site.postcode:
+        where += f" [{site.country} {site.postcode}]"
     machine = " ".join(p for p in (site.compressor_make, site.compressor_model) if p) if site else ""
     return f"#{customer.id:<4} {customer.name}  {where}" + (f"  [{machine}]" if machine else "")
 
@@ -143,7 +147,7 @@ def appointment_line(appointment: Appointment) -> str:
 def audit_json(entry: AuditEntry, *, chain: bool = False) -> dict[str, Any]:
     data: dict[str, Any] = {"id": entry.id, **audit.content(entry), "at": iso(entry.at)}
     if chain:
-        data.update(prev_hash=entry.prev_hash, hash=entry.hash)
+        data.update(prev_hash=entry.prev_hash, hash=entry.hash, key_id=entry.key_id)
     return data
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 import click
@@ -14,6 +16,7 @@ from server.cli.common import (
     Runtime,
     json_option,
     parse_duration,
+    parse_point,
     parse_time,
     pass_runtime,
     print_json,
@@ -29,7 +32,10 @@ from server.cli.views import (
 )
 from server.errors import NotFound
 from server.models import Appointment, AppointmentStatus, Customer, Job, User
+from server.scheduling import capacity
+from server.scheduling.rules import Override
 
+F = TypeVar("F", bound=Callable[..., Any])
 PRIORITIES = ("low", "normal", "high", "urgent")
 SOURCES = ("web", "phone", "email", "api", "platform")
 
@@ -48,18 +54,26 @@ def customer() -> None:
 @click.option("--make", default="", help="Compressor make at the site.")
 @click.option("--model", default="", help="Compressor model.")
 @click.option("--serial", default="", help="Compressor serial number.")
+@click.option("--postcode", default="", help="The site's postcode (default: read from --address).")
+@click.option("--country", default="", help="The site's country, e.g. DE (default: from the address).")
+@click.option("--coords", default=None, metavar="LAT,LON",
+              help="The site's coordinates (for travel times; never looked up).")
 @json_option
 @pass_runtime
 def customer_add(runtime: Runtime, name: str, email: str, phone: str, timezone: str | None,
-                 address: str, make: str, model: str, serial: str, as_json: bool) -> None:
+                 address: str, make: str, model: str, serial: str, postcode: str, country: str,
+                 coords: str | None, as_json: bool) -> None:
     """Add a customer (with a site if --address is given)."""
-    if (make or model or serial) and not address:
-        raise click.UsageError("--make/--model/--serial describe a site: give --address too.")
+    if (make or model or serial or postcode or country or coords) and not address:
+        raise click.UsageError("--make/--model/--serial/--postcode/--country/--coords describe "
+                               "a site: give --address too.")
+    point = parse_point(coords) if coords else (None, None)
     with runtime.write() as ctx:
         new = directory.add_customer(
             ctx, name, email=email, phone=phone, timezone=timezone or runtime.settings.timezone,
             address=address, compressor_make=make, compressor_model=model,
-            compressor_serial=serial,
+            compressor_serial=serial, postcode=postcode, country=country, latitude=point[0],
+            longitude=point[1],
         )
         ctx.session.flush()
         ctx.session.refresh(new, ["sites"])
@@ -155,6 +169,24 @@ def _show(appointment_row: Appointment, as_json: bool, verb: str) -> None:
         click.echo(f"{verb} {appointment_line(appointment_row)}")
 
 
+def force_options(func: F) -> F:
+    func = click.option("--reason", default=None, metavar="TEXT",
+                        help="Why the rules are overridden (required with --force).")(func)
+    return click.option("--force", is_flag=True,
+                        help="Book outside the technician's area, hours or over personal time "
+                             "(audited with --reason).")(func)
+
+
+def _override(force: bool, reason: str | None) -> Override | None:
+    if reason and not force:
+        raise click.UsageError("--reason goes with --force.")
+    if not force:
+        return None
+    if not (reason or "").strip():
+        raise click.UsageError("--force needs --reason TEXT (who asked for it, and why).")
+    return Override(reason or "")
+
+
 @appointment.command("add")
 @click.argument("job_id", type=int)
 @click.option("--technician", "login", default=None, metavar="LOGIN")
@@ -167,14 +199,24 @@ def _show(appointment_row: Appointment, as_json: bool, verb: str) -> None:
 @click.option("--window", default=None, metavar="DURATION",
               help="Customer arrival window from the start, e.g. 2h.")
 @click.option("--tentative", is_flag=True, help="Book as tentative.")
+@click.option("--service", "service_slug", default=None, metavar="SLUG",
+              help="Service type (its buffers and travel apply).")
+@force_options
 @json_option
 @pass_runtime
 def appointment_add(runtime: Runtime, job_id: int, login: str | None, unassigned: bool, start: str,
                     end: str | None, duration: str | None, tz: str | None, window: str | None,
-                    tentative: bool, as_json: bool) -> None:
-    """Book a visit of a job."""
+                    tentative: bool, service_slug: str | None, force: bool, reason: str | None,
+                    as_json: bool) -> None:
+    """Book a visit of a job.
+
+    The technician must serve the job's site and be free (working hours, time off,
+    personal events, travel from the previous visit). --force --reason TEXT books
+    outside the area, the hours or over personal time anyway; the override is audited.
+    """
     if bool(login) == unassigned:
         raise click.UsageError("Give --technician LOGIN or --unassigned.")
+    override = _override(force, reason)
     with runtime.write() as ctx:
         found = ctx.session.get(Job, job_id)
         if found is None:
@@ -185,8 +227,11 @@ def appointment_add(runtime: Runtime, job_id: int, login: str | None, unassigned
         ends_at = _end(starts_at, end, duration, naive)
         arrival = (starts_at, starts_at + parse_duration(window)) if window else None
         status = AppointmentStatus.TENTATIVE if tentative else AppointmentStatus.CONFIRMED
+        service = capacity.find_service_type(ctx.session, service_slug) if service_slug else None
+        if service is not None and not (end or duration):
+            ends_at = starts_at + dt.timedelta(minutes=service.duration_minutes)
         booked = scheduling.book(ctx, found, tech, starts_at, ends_at, status=status,
-                                 window=arrival)
+                                 window=arrival, service_type=service, force=override)
         _show(booked, as_json, "Booked")
 
 
@@ -197,17 +242,20 @@ def appointment_add(runtime: Runtime, job_id: int, login: str | None, unassigned
 @click.option("--duration", default=None)
 @click.option("--tz", default=None, metavar="ZONE",
               help="Zone of times without an offset (default: the technician's).")
+@force_options
 @json_option
 @pass_runtime
 def appointment_move(runtime: Runtime, appointment_id: int, start: str, end: str | None,
-                     duration: str | None, tz: str | None, as_json: bool) -> None:
+                     duration: str | None, tz: str | None, force: bool, reason: str | None,
+                     as_json: bool) -> None:
     """Move a visit to another time (refused if the technician's slot is taken)."""
+    override = _override(force, reason)
     with runtime.write() as ctx:
         current = scheduling.get_appointment(ctx.session, appointment_id)
         naive = _naive_zone(runtime, tz, current.technician)
         starts_at = parse_time(start, naive)
         ends_at = _end(starts_at, end, duration, naive, keep=current.ends_at - current.starts_at)
-        moved = scheduling.reschedule(ctx, current, starts_at, ends_at)
+        moved = scheduling.reschedule(ctx, current, starts_at, ends_at, force=override)
         _show(moved, as_json, "Moved")
 
 
@@ -215,17 +263,19 @@ def appointment_move(runtime: Runtime, appointment_id: int, start: str, end: str
 @click.argument("appointment_id", metavar="ID", type=int)
 @click.argument("login", required=False)
 @click.option("--unassign", is_flag=True, help="Take the visit off its technician.")
+@force_options
 @json_option
 @pass_runtime
 def appointment_reassign(runtime: Runtime, appointment_id: int, login: str | None, unassign: bool,
-                         as_json: bool) -> None:
+                         force: bool, reason: str | None, as_json: bool) -> None:
     """Give a visit to another technician (LOGIN) or to nobody (--unassign)."""
     if bool(login) == unassign:
         raise click.UsageError("Give a technician LOGIN or --unassign.")
+    override = _override(force, reason)
     with runtime.write() as ctx:
         current = scheduling.get_appointment(ctx.session, appointment_id)
         tech = directory.find_user(ctx.session, login) if login else None
-        changed = scheduling.reassign(ctx, current, tech)
+        changed = scheduling.reassign(ctx, current, tech, force=override)
         _show(changed, as_json, "Reassigned")
 
 

@@ -8,6 +8,7 @@ import enum
 class Role(enum.StrEnum):
     TECHNICIAN = "technician"
     DISPATCHER = "dispatcher"
+    READONLY = "readonly"  # staff who may look at the console but change nothing
 
 class JobStatus(enum.StrEnum):
     NEW = "new"
@@ -34,3 +35,4 @@ class CollectionKind(enum.StrEnum):
     CALENDAR = "calendar"  # free-form items: "personal" and any the technician creates
     TEAM = "team"  # read-only view of a team's visits
     CUSTOMER = "customer"  # read-only view of a customer's visits
+    ADDRESSBOOK = "addressbook"  # a technician's customers as vCards (server.contacts)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import Boolean, Enum, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from server.models.base import Base, utcnow
@@ -21,6 +21,7 @@ class Customer(Base):
     phone: Mapped[str] = mapped_column(String(50), default="")
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    email_undeliverable_at: Mapped[dt.datetime | None]  # a permanent bounce of our mail to it
 
     sites: Mapped[list[Site]] = relationship(back_populates="customer", order_by="Site.id")
 
@@ -35,6 +36,10 @@ class Site(Base):
     compressor_make: Mapped[str] = mapped_column(String(100), default="")
     compressor_model: Mapped[str] = mapped_column(String(100), default="")
     compressor_serial: Mapped[str] = mapped_column(String(100), default="")
+    postcode: Mapped[str] = mapped_column(String(20), default="")  # normalised, e.g. "SW1A 2AA"
+    country: Mapped[str] = mapped_column(String(2), default="")  # ISO 3166, e.g. "DE"
+    latitude: Mapped[float | None] = mapped_column(Float)  # given by a person: no geocoding
+    longitude: Mapped[float | None] = mapped_column(Float)
 
     customer: Mapped[Customer] = relationship(back_populates="sites")
 
@@ -57,6 +62,8 @@ class Job(Base):
     customer: Mapped[Customer] = relationship()
     site: Mapped[Site | None] = relationship()
 
+    __table_args__ = (Index("ix_job_created", "created_at"),)
+
 class Appointment(Base):
     """A visit of a job. Non-cancelled visits of one technician never overlap (DESIGN §4)."""
 
@@ -73,11 +80,22 @@ class Appointment(Base):
     blocked_from: Mapped[dt.datetime]  # starts_at less the buffer before
     blocked_until: Mapped[dt.datetime]  # ends_at plus the buffer after and travel
     service_type_id: Mapped[int | None] = mapped_column(ForeignKey("service_type.id"))
-    hold_expires_at: Mapped[dt.datetime | None]  # an unconfirmed self-booking hold
+    hold_expires_at: Mapped[dt.datetime | None] = mapped_column(index=True)  # unconfirmed hold
+    # Who holds it (normalised contact, phone digits, hashed client address): anti-hoarding.
+    hold_contact: Mapped[str | None] = mapped_column(String(320))
+    hold_phone: Mapped[str | None] = mapped_column(String(32))
+    hold_client: Mapped[str | None] = mapped_column(String(64))
     booking_key: Mapped[str | None] = mapped_column(String(100), unique=True)
     status: Mapped[str] = mapped_column(String(20), default=AppointmentStatus.CONFIRMED)
     partstat: Mapped[str] = mapped_column(String(20), default=PartStat.NEEDS_ACTION)
     sequence: Mapped[int] = mapped_column(Integer, default=0)
+    # How this visit is going, as its technician reports it (None until they set out):
+    # JobStatus.EN_ROUTE → ON_SITE → COMPLETED; the job's status follows the latest report.
+    progress: Mapped[JobStatus | None] = mapped_column(Enum(
+        JobStatus, native_enum=False, length=20, validate_strings=True,
+        values_callable=lambda members: [m.value for m in members]))
+    progress_at: Mapped[dt.datetime | None]  # when the progress was last reported
+    progress_note: Mapped[str] = mapped_column(Text, default="")  # the technician's note on "done"
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
@@ -88,6 +106,7 @@ class Appointment(Base):
     __table_args__ = (
         Index("ix_appointment_technician_time", "technician_id", "starts_at"),
         Index("ix_appointment_technician_block", "technician_id", "blocked_from", "blocked_until"),
+        Index("ix_appointment_job_status", "job_id", "status", "starts_at"),  # reports: first/last visit
     )
 
 class ServiceType(Base):
@@ -109,6 +128,7 @@ class ServiceType(Base):
     arrival_windows: Mapped[list[str]] = mapped_column(default=list)  # ["08:00-12:00", ...]
     window_capacity: Mapped[int] = mapped_column(Integer, default=0)  # 0 = no limit
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    remote: Mapped[bool] = mapped_column(Boolean, default=False)  # no site visit: no area, no drive
 
 class WorkingHours(Base):
     """A technician's weekly hours, in the technician's own time zone."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import Boolean, ForeignKey, String
+from sqlalchemy import Boolean, Float, ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from server.models.base import Base, utcnow
@@ -37,6 +37,8 @@ class Team(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     slug: Mapped[str] = mapped_column(String(64), unique=True)
     name: Mapped[str] = mapped_column(String(200))
+    road_factor: Mapped[float] = mapped_column(Float, default=1.3)  # road km per straight-line km
+    speed_kmh: Mapped[float] = mapped_column(Float, default=40.0)  # average speed between sites
 
     members: Mapped[list[User]] = relationship(secondary="team_member", back_populates="teams")
 

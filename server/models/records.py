@@ -12,7 +12,11 @@ from server.models.base import Base, utcnow
 
 
 class AuditEntry(Base):
-    """Append-only and hash-chained: each entry's hash covers the previous one's."""
+    """Append-only and hash-chained: each entry's keyed hash covers the previous one's.
+
+    `key_id` names the FIELDCAL_AUDIT_KEYS key that signed the entry (NULL only for
+    entries written before revision 0005, until they are re-signed).
+    """
 
     __tablename__ = "audit_entry"
 
@@ -28,8 +32,10 @@ class AuditEntry(Base):
     request_id: Mapped[str] = mapped_column(String(64), default="")
     prev_hash: Mapped[str] = mapped_column(String(64), unique=True)
     hash: Mapped[str] = mapped_column(String(64), unique=True)
+    key_id: Mapped[str | None] = mapped_column(String(16))
 
-    __table_args__ = (Index("ix_audit_entity", "entity", "entity_id"),)
+    __table_args__ = (Index("ix_audit_entity", "entity", "entity_id"),
+                      Index("ix_audit_action_at", "action", "at"))
 
 class OutboxMessage(Base):
     """A notification or platform push, written in the transaction that caused it."""
@@ -46,7 +52,8 @@ class OutboxMessage(Base):
     last_error: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
-    __table_args__ = (Index("ix_outbox_due", "status", "next_attempt_at"),)
+    __table_args__ = (Index("ix_outbox_due", "status", "next_attempt_at"),
+                      Index("ix_outbox_created", "created_at"))
 
 class ShareLink(Base):
     """A signed, revocable link to a schedule. The token carries only (id, version)."""

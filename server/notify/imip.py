@@ -13,8 +13,9 @@ import hashlib
 import html
 from dataclasses import dataclass, field
 from email import policy
+from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import format_datetime, formataddr
+from email.utils import format_datetime
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
@@ -46,6 +47,7 @@ class Notice:
     facts: tuple[tuple[str, str], ...]
     link: tuple[str, str] | None = None  # (what it does, URL)
     closing: tuple[str, ...] = ()
+    video_url: str = ""  # a remote visit's meeting link (Meet, Zoom), when the platform made one
 
 
 @dataclass(frozen=True)
@@ -111,9 +113,18 @@ def _organizer(event: icalendar.Event, organizer: str) -> None:
         event.add("organizer", f"mailto:{organizer}", parameters={"CN": ORGANIZER_NAME})
 
 
-def customer_event(appointment: Appointment, organizer: str, manage_url: str | None) -> icalendar.Event:
-    """The customer's view (no internal details) with ORGANIZER and the customer as ATTENDEE."""
+def customer_event(appointment: Appointment, organizer: str, manage_url: str | None,
+                   video_url: str = "") -> icalendar.Event:
+    """The customer's view (no internal details) with ORGANIZER and the customer as ATTENDEE;
+    a meeting link goes in as RFC 7986 CONFERENCE and, for clients that ignore it, in the
+    description."""
     event = appointment_event(appointment, Audience.CUSTOMER, organizer)
+    if video_url:
+        event.add("conference", video_url, parameters={"VALUE": "URI", "FEATURE": "VIDEO",
+                                                        "LABEL": "Video call"})
+        described = str(event.get("description", ""))
+        event.pop("description", None)
+        event.add("description", f"{described}\nJoin the video call: {video_url}".strip())
     customer: Customer = appointment.job.customer
     _organizer(event, organizer)
     event.add("attendee", f"mailto:{customer.email}", parameters={
@@ -148,12 +159,14 @@ CUSTOMER_HEADLINES = {
               "Your compressor service visit has moved to a new time."),
     "updated": ("Your compressor service visit on {when} was updated",
                 "There is an update to your compressor service visit."),
-    "on_the_way": ("Your technician is on the way: compressor service visit {when}",
-                   "Your technician is on the way."),
+    "on_the_way": ("Your technician {who} is on the way: compressor service visit {when}",
+                   "Your technician {who} is on the way."),
     "cancelled": ("Your compressor service visit on {when} is cancelled",
                   "Your compressor service visit is cancelled."),
     "reminder": ("Reminder: your compressor service visit on {when}",
                  "A reminder of your compressor service visit."),
+    "video_link": ("Your video call link: compressor service visit {when}",
+                   "Your visit is a video call. Here is the link to join it."),
 }
 
 TECHNICIAN_HEADLINES = {
@@ -167,7 +180,9 @@ TECHNICIAN_HEADLINES = {
 
 
 def customer_notice(appointment: Appointment, change: str, manage_url: str | None,
-                    *, business_phone: str = "") -> Notice:
+                    *, business_phone: str = "", business_email: str = "", video_url: str = "",
+                    eta: dt.datetime | None = None) -> Notice:
+    """`eta`: when a technician on the way should arrive (said only when known)."""
     customer = appointment.job.customer
     start, end = arrival(appointment)
     zone = customer.timezone
@@ -180,26 +195,34 @@ def customer_notice(appointment: Appointment, change: str, manage_url: str | Non
     site = appointment.job.site
     if site is not None and clean_text(site.address):
         facts.append(("Where", clean_text(site.address)))
-    if appointment.technician is not None and change != "cancelled":
-        facts.append(("Technician", one_line(appointment.technician.first_name)))
+    who = one_line(appointment.technician.first_name) if appointment.technician is not None else ""
+    if who and change != "cancelled":
+        facts.append(("Technician", who))
+    if eta is not None:
+        local = eta.astimezone(ZoneInfo(zone))
+        facts.insert(0, ("Estimated arrival", f"about {local:%H:%M} ({zone})"))
     facts.append(("Reference", f"visit #{appointment.id}"))
     closing: list[str] = []
+    reach = " or ".join(part for part in (
+        f"call us on {business_phone}" if business_phone else "",
+        f"email {business_email}" if business_email else "") if part)
     if change == "cancelled":
-        closing.append("Nothing more is needed from you. To book again, please visit our booking "
-                       "page or call us." if not business_phone else
-                       f"Nothing more is needed from you. To book again, call us on {business_phone}.")
+        closing.append(f"Nothing more is needed from you. To book again, {reach}." if reach else
+                       "Nothing more is needed from you. To book again, please visit our booking "
+                       "page or call us.")
     else:
         closing.append(f"The calendar invitation is attached ({ATTACHMENT_NAME}).")
-        if business_phone:
-            closing.append(f"Questions? Call us on {business_phone}.")
+        if reach:
+            closing.append(f"Questions? {reach[0].upper()}{reach[1:]}.")
     link = ("Reschedule or cancel your visit", manage_url) if manage_url else None
     return Notice(
-        subject=subject.format(when=span(start, end, zone)),
-        headline=headline,
+        subject=subject.format(when=span(start, end, zone), who=who).replace("  ", " "),
+        headline=headline.format(who=who).replace("  ", " "),
         greeting=f"Hello {one_line(customer.name)},",
         facts=tuple(facts),
         link=link,
         closing=tuple(closing),
+        video_url=video_url if change != "cancelled" else "",
     )
 
 
@@ -234,6 +257,8 @@ def render_text(notice: Notice) -> str:
         first, *rest = value.split("\n")
         lines.append(f"{label + ':':<{width + 1}} {first}")
         lines.extend(f"{'':<{width + 1}} {more}" for more in rest)
+    if notice.video_url:
+        lines += ["", "Join the video call:", notice.video_url]
     if notice.link is not None:
         lines += ["", f"{notice.link[0]}:", notice.link[1]]
     if notice.closing:
@@ -258,6 +283,9 @@ def render_html(notice: Notice) -> str:
                 f'font-weight:bold">{esc(label)}</a></p>'
                 f'<p style="font-size:small;color:#555">If the button does not work, copy this '
                 f'address into your browser: {esc(url)}</p>')
+    if notice.video_url:
+        link = (f'<p><a href="{esc(notice.video_url)}" style="font-weight:bold">Join the video call</a>'
+                f'<br><span style="font-size:small;color:#555">{esc(notice.video_url)}</span></p>') + link
     closing = "".join(f"<p>{esc(line)}</p>" for line in notice.closing)
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
@@ -276,10 +304,18 @@ def message_id(key: str, sender: str) -> str:
     return f"<{hashlib.sha256(key.encode('utf-8')).hexdigest()[:40]}@{domain}>"
 
 
+def _address(name: str, email: str) -> Address:
+    local, _, domain = email.rpartition("@")
+    return Address(name, username=local, domain=domain)
+
+
 def compose(letter: Letter) -> EmailMessage:
-    message = EmailMessage(policy=MAIL_POLICY)
-    message["From"] = formataddr((ORGANIZER_NAME, letter.sender))
-    message["To"] = formataddr((letter.recipient_name, letter.recipient))
+    # A non-ASCII address cannot be encoded into ASCII headers: such a message is written
+    # in UTF-8 and sent with SMTPUTF8 (RFC 6531).
+    international = not (letter.sender.isascii() and letter.recipient.isascii())
+    message = EmailMessage(policy=MAIL_POLICY.clone(utf8=True) if international else MAIL_POLICY)
+    message["From"] = _address(ORGANIZER_NAME, letter.sender)
+    message["To"] = _address(letter.recipient_name, letter.recipient)
     message["Subject"] = letter.notice.subject
     message["Date"] = format_datetime(letter.date.astimezone(dt.UTC))
     message["Message-ID"] = letter.message_id

@@ -21,12 +21,13 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from server import outbox
+from server.actions import Action
 from server.db import Database
 from server.errors import ConfigError
 from server.models import Appointment, AppointmentStatus, AuditEntry, Customer, Job, OutboxMessage
 
 KIND = "appointment.reminder"
-TOLD_ACTIONS = ("appointment.book", "appointment.confirm", "appointment.reschedule")
+TOLD_ACTIONS = (Action.APPOINTMENT_BOOK, Action.APPOINTMENT_CONFIRM, Action.APPOINTMENT_RESCHEDULE)
 OFFSET = re.compile(r"^(?P<n>\d+)\s*(?P<unit>[dhm])$")
 UNITS = {"d": "days", "h": "hours", "m": "minutes"}
 SCAN_LOCK = 0x72656D69  # serialises scanners on PostgreSQL (one key per purpose)

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from server import audit, calendars, outbox
+from server import audit, calendars, contacts, integrations, outbox
+from server.actions import Action, AppointmentChange, AppointmentSnapshot
 from server.context import Context, operation
-from server.errors import Forbidden, InvalidInput, NotFound, SlotTaken
+from server.errors import Forbidden, InvalidInput, NotFound
 from server.models import (
     Appointment,
     AppointmentStatus,
@@ -28,24 +28,21 @@ from server.models import (
     User,
     utcnow,
 )
+from server.scheduling import rules, travel
+from server.scheduling.areas import area_of_site
+from server.scheduling.clashes import blocked_range, check_free, check_times, lock_technicians
+from server.scheduling.rules import Override
 
 TECHNICIAN_STATUSES = (JobStatus.DISPATCHED, JobStatus.EN_ROUTE, JobStatus.ON_SITE, JobStatus.COMPLETED)
+REPORTED = frozenset({JobStatus.EN_ROUTE, JobStatus.ON_SITE, JobStatus.COMPLETED})  # a visit's progress
 
 
 def new_uid() -> str:
     return f"{uuid.uuid4().hex}@fieldcal"
 
 
-def snapshot(appointment: Appointment) -> dict[str, Any]:
-    return {
-        "technician": appointment.technician.login if appointment.technician else None,
-        "starts_at": appointment.starts_at.isoformat(),
-        "ends_at": appointment.ends_at.isoformat(),
-        "status": appointment.status,
-        "partstat": appointment.partstat,
-        "job_status": appointment.job.status,
-        "sequence": appointment.sequence,
-    }
+def snapshot(appointment: Appointment) -> AppointmentSnapshot:
+    return AppointmentSnapshot.of(appointment)
 
 
 def get_appointment(session: Session, appointment_id: int) -> Appointment:
@@ -57,25 +54,6 @@ def get_appointment(session: Session, appointment_id: int) -> Appointment:
 
 def find_by_uid(session: Session, uid: str) -> Appointment | None:
     return session.scalars(select(Appointment).where(Appointment.uid == uid)).first()
-
-
-def _check_times(starts_at: dt.datetime, ends_at: dt.datetime) -> None:
-    if starts_at.tzinfo is None or ends_at.tzinfo is None:
-        raise InvalidInput("Times must carry a time zone.")
-    if ends_at <= starts_at:
-        raise InvalidInput("An appointment must end after it starts.")
-    if ends_at - starts_at > dt.timedelta(days=14):
-        raise InvalidInput("An appointment cannot last longer than 14 days.")
-
-
-def blocked_range(service_type: ServiceType | None, starts_at: dt.datetime,
-                  ends_at: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
-    """The time a visit keeps its technician busy: buffers and travel included."""
-    if service_type is None:
-        return starts_at, ends_at
-    before = dt.timedelta(minutes=service_type.buffer_before_minutes)
-    after = dt.timedelta(minutes=service_type.buffer_after_minutes + service_type.travel_minutes)
-    return starts_at - before, ends_at + after
 
 
 def release_expired_holds(ctx: Context, technician_id: int | None = None) -> int:
@@ -94,68 +72,68 @@ def release_expired_holds(ctx: Context, technician_id: int | None = None) -> int
         appointment.hold_expires_at = None
         if appointment.job.status == JobStatus.SCHEDULED:
             appointment.job.status = JobStatus.NEW
-        changed(ctx, appointment, "appointment.hold.expire", before)
+        changed(ctx, appointment, Action.APPOINTMENT_HOLD_EXPIRE, before)
     return len(expired)
 
 
-TECHNICIAN_LOCK_SPACE = 0x74656368
+def _claim(ctx: Context, technician: User, job: Job, service_type: ServiceType | None,
+           starts_at: dt.datetime, ends_at: dt.datetime, *, exclude_id: int | None,
+           newly_assigned: bool, force: Override | None
+           ) -> tuple[tuple[dt.datetime, dt.datetime], list[rules.Problem]]:
+    """Every check before a technician gets a visit (`newly_assigned`) or keeps it at a new
+    time: overlap, rules, travel. Returns the blocked range and what was overridden."""
+    zone = rules.reader_zone(ctx, technician)
+    if newly_assigned and not technician.active:
+        raise InvalidInput(f"{technician.name} ({technician.login}) is inactive and gets no new "
+                           "visits; make them active first.")
+    lock_technicians(ctx.session, [technician.id])
+    release_expired_holds(ctx, technician.id)
+    check_free(ctx.session, technician, starts_at, ends_at, exclude_id, service_type, zone)
+    on_site = not (service_type is not None and service_type.remote)
+    overridden = rules.enforce(
+        ctx, technician, starts_at, ends_at, force=force,
+        area=area_of_site(job.site) if newly_assigned and on_site else None,
+        times=not rules.acting_for_self(ctx, technician))
+    blocked = blocked_range(service_type, starts_at, ends_at)
+    need = travel.need(ctx.session, technician, job.site if on_site else None, service_type,
+                       starts_at, blocked, ends_at, exclude_id=exclude_id, zone=zone)
+    return (blocked[0] - need.extra_before, blocked[1] + need.extra_after), overridden
 
 
-def lock_technicians(session: Session, technician_ids: list[int]) -> None:
-    """Serialise writers per technician (PostgreSQL; SQLite writers are serial already).
-
-    Taken before the friendly check, so a later writer sees the earlier one's commit and
-    is refused at once; taken in id order, so two writers never wait on each other.
-    """
-    if session.get_bind().dialect.name != "postgresql":
-        return
-    for technician_id in sorted(set(technician_ids)):
-        session.execute(text("SELECT pg_advisory_xact_lock(:space, :id)"),
-                        {"space": TECHNICIAN_LOCK_SPACE, "id": technician_id})
+Freed = tuple[User | None, dt.datetime, dt.datetime]
 
 
-def check_free(
-    session: Session, technician: User, starts_at: dt.datetime, ends_at: dt.datetime,
-    exclude_id: int | None = None, service_type: ServiceType | None = None,
-) -> None:
-    """The friendly check: names the clash. The database guard is the guarantee."""
-    blocked_from, blocked_until = blocked_range(service_type, starts_at, ends_at)
-    query = select(Appointment).where(
-        Appointment.technician_id == technician.id,
-        Appointment.status != AppointmentStatus.CANCELLED,
-        Appointment.blocked_from < blocked_until,
-        Appointment.blocked_until > blocked_from,
-    )
-    if exclude_id is not None:
-        query = query.where(Appointment.id != exclude_id)
-    clash = session.scalars(query.limit(1)).first()
-    if clash is not None:
-        raise SlotTaken(
-            technician.login,
-            f"{technician.name} is already booked from {clash.starts_at:%Y-%m-%d %H:%M} to "
-            f"{clash.ends_at:%H:%M} UTC; that slot is taken. Pick another time.",
-        )
-
-
-def changed(ctx: Context, appointment: Appointment, action: str, before: dict[str, Any] | None,
-             *, bump: bool = True) -> Appointment:
-    """Common tail of every change: sequence, renderings, audit, outbox."""
+def changed(ctx: Context, appointment: Appointment, action: Action, before: AppointmentSnapshot | None,
+            *, bump: bool = True, freed: Freed | None = None) -> Appointment:
+    """Common tail of every change: sequence, renderings, audit, outbox. `freed`: where the
+    visit was (technician, start, end) if it left; the neighbours there need no drive to it."""
     if bump and before is not None:
         appointment.sequence += 1
     appointment.updated_at = utcnow().replace(microsecond=0)
     ctx.session.flush()
+    if freed is not None and freed[0] is not None:
+        travel.relax_around(ctx.session, freed[0], freed[1], freed[2])
     ctx.session.refresh(appointment, ["technician", "job"])
     calendars.project(ctx, appointment)
+    contacts.follow_customer(ctx.session, appointment.job.customer_id, [appointment.technician_id])
     after = snapshot(appointment)
     audit.record(ctx.session, ctx.actor, action, "appointment", appointment.id,
                  before=before, after=after)
+    change = AppointmentChange(appointment.id, action, appointment.sequence, before, after)
     outbox.enqueue(
         ctx.session,
-        "appointment.changed",
-        {"appointment_id": appointment.id, "action": action, "sequence": appointment.sequence,
-         "before": before, "after": after},
-        idempotency_key=f"appointment:{appointment.id}:{appointment.sequence}:{action}",
+        AppointmentChange.KIND,
+        change.as_payload(),
+        idempotency_key=f"appointment:{appointment.id}:{appointment.sequence}:{action.value}",
     )
+    if integrations.listening(ctx.session):
+        outbox.enqueue(
+            ctx.session,
+            "platform.fanout",
+            {"appointment_id": appointment.id, "action": action.value, "sequence": appointment.sequence,
+             "origin": {"channel": ctx.actor.channel, "name": ctx.actor.name}},
+            idempotency_key=f"fanout:{appointment.id}:{appointment.sequence}:{action.value}",
+        )
     return appointment
 
 
@@ -173,15 +151,22 @@ def book(
     service_type: ServiceType | None = None,
     hold_until: dt.datetime | None = None,
     booking_key: str | None = None,
+    force: Override | None = None,
 ) -> Appointment:
-    _check_times(starts_at, ends_at)
+    """Book a visit of a job. A technician must serve the job's site and be free then
+    (working hours, personal time, travel); `force` overrides area, hours and personal time
+    (a dispatcher's decision, audited), never an overlap or the travel between visits.
+    """
+    check_times(starts_at, ends_at)
+    overridden: list[rules.Problem] = []
     if technician is not None:
         if technician.role != Role.TECHNICIAN:
             raise InvalidInput(f"{technician.login!r} is not a technician.")
-        lock_technicians(ctx.session, [technician.id])
-        release_expired_holds(ctx, technician.id)
-        check_free(ctx.session, technician, starts_at, ends_at, service_type=service_type)
-    blocked_from, blocked_until = blocked_range(service_type, starts_at, ends_at)
+        (blocked_from, blocked_until), overridden = _claim(
+            ctx, technician, job, service_type, starts_at, ends_at, exclude_id=None,
+            newly_assigned=True, force=force)
+    else:
+        blocked_from, blocked_until = blocked_range(service_type, starts_at, ends_at)
     appointment = Appointment(
         uid=uid or new_uid(),
         job_id=job.id,
@@ -203,7 +188,10 @@ def book(
     if job.status == JobStatus.NEW:
         job.status = JobStatus.SCHEDULED
         job.updated_at = utcnow()
-    return changed(ctx, appointment, "appointment.book", None, bump=False)
+    changed(ctx, appointment, Action.APPOINTMENT_BOOK, None, bump=False)
+    if force is not None:
+        rules.record_override(ctx, appointment, force, overridden)
+    return appointment
 
 
 def _live(appointment: Appointment) -> None:
@@ -214,53 +202,67 @@ def _live(appointment: Appointment) -> None:
 @operation
 def reschedule(ctx: Context, appointment: Appointment, starts_at: dt.datetime,
                ends_at: dt.datetime, *, technician: User | None = None,
-               window: tuple[dt.datetime, dt.datetime] | None = None) -> Appointment:
+               window: tuple[dt.datetime, dt.datetime] | None = None,
+               force: Override | None = None) -> Appointment:
     """Move a visit; with `technician`, hand it to that technician at the new time too.
 
     The arrival window moves with the visit unless a new `window` is given.
     """
     _live(appointment)
-    _check_times(starts_at, ends_at)
+    check_times(starts_at, ends_at)
     target = technician or appointment.technician
     if (starts_at, ends_at, target) == (appointment.starts_at, appointment.ends_at,
                                         appointment.technician):
         return appointment
+    overridden: list[rules.Problem] = []
     if target is not None:
-        lock_technicians(ctx.session, [target.id])
-        release_expired_holds(ctx, target.id)
-        check_free(ctx.session, target, starts_at, ends_at, appointment.id,
-                   appointment.service_type)
+        blocked, overridden = _claim(
+            ctx, target, appointment.job, appointment.service_type, starts_at, ends_at,
+            exclude_id=appointment.id, newly_assigned=target is not appointment.technician,
+            force=force)
+    else:
+        blocked = blocked_range(appointment.service_type, starts_at, ends_at)
     before = snapshot(appointment)
+    freed = (appointment.technician, appointment.starts_at, appointment.ends_at)
     if target is not appointment.technician and target is not None:
         appointment.technician_id = target.id
         appointment.partstat = PartStat.NEEDS_ACTION
+        appointment.progress, appointment.progress_at = None, None  # the new technician starts afresh
     appointment.starts_at, appointment.ends_at = starts_at, ends_at
-    appointment.blocked_from, appointment.blocked_until = blocked_range(
-        appointment.service_type, starts_at, ends_at)
+    appointment.blocked_from, appointment.blocked_until = blocked
     if window is not None:
         appointment.window_start, appointment.window_end = window
     elif appointment.window_start is not None and appointment.window_end is not None:
         width = appointment.window_end - appointment.window_start
         appointment.window_start, appointment.window_end = starts_at, starts_at + width
-    return changed(ctx, appointment, "appointment.reschedule", before)
+    changed(ctx, appointment, Action.APPOINTMENT_RESCHEDULE, before, freed=freed)
+    if force is not None:
+        rules.record_override(ctx, appointment, force, overridden)
+    return appointment
 
 
 @operation
-def reassign(ctx: Context, appointment: Appointment, technician: User | None) -> Appointment:
+def reassign(ctx: Context, appointment: Appointment, technician: User | None, *,
+             force: Override | None = None) -> Appointment:
     _live(appointment)
     if technician is not None and technician.role != Role.TECHNICIAN:
         raise InvalidInput(f"{technician.login!r} is not a technician.")
     if appointment.technician_id == (technician.id if technician else None):
         return appointment
-    if technician is not None:
-        lock_technicians(ctx.session, [technician.id])
-        release_expired_holds(ctx, technician.id)
-        check_free(ctx.session, technician, appointment.starts_at, appointment.ends_at,
-                   appointment.id, appointment.service_type)
+    overridden: list[rules.Problem] = []
     before = snapshot(appointment)
+    freed = (appointment.technician, appointment.starts_at, appointment.ends_at)
+    if technician is not None:
+        (appointment.blocked_from, appointment.blocked_until), overridden = _claim(
+            ctx, technician, appointment.job, appointment.service_type, appointment.starts_at,
+            appointment.ends_at, exclude_id=appointment.id, newly_assigned=True, force=force)
     appointment.technician_id = technician.id if technician else None
     appointment.partstat = PartStat.NEEDS_ACTION
-    return changed(ctx, appointment, "appointment.reassign", before)
+    appointment.progress, appointment.progress_at = None, None
+    changed(ctx, appointment, Action.APPOINTMENT_REASSIGN, before, freed=freed)
+    if force is not None:
+        rules.record_override(ctx, appointment, force, overridden)
+    return appointment
 
 
 @operation
@@ -280,9 +282,10 @@ def cancel(ctx: Context, appointment: Appointment, reason: str = "") -> Appointm
     if others_live is None and job.status != JobStatus.COMPLETED:
         job.status = JobStatus.CANCELLED
         job.updated_at = utcnow()
-    result = changed(ctx, appointment, "appointment.cancel", before)
+    result = changed(ctx, appointment, Action.APPOINTMENT_CANCEL, before,
+                     freed=(appointment.technician, appointment.starts_at, appointment.ends_at))
     if reason:
-        audit.record(ctx.session, ctx.actor, "appointment.cancel.reason", "appointment",
+        audit.record(ctx.session, ctx.actor, Action.APPOINTMENT_CANCEL_REASON, "appointment",
                      appointment.id, after={"reason": reason})
     return result
 
@@ -308,7 +311,7 @@ def accept(ctx: Context, appointment: Appointment, partstat: PartStat = PartStat
     appointment.partstat = partstat
     if partstat == PartStat.ACCEPTED and appointment.job.status == JobStatus.SCHEDULED:
         appointment.job.status = JobStatus.DISPATCHED
-    return changed(ctx, appointment, "appointment.accept", before, bump=False)
+    return changed(ctx, appointment, Action.APPOINTMENT_ACCEPT, before, bump=False)
 
 
 @operation
@@ -317,11 +320,13 @@ def decline(ctx: Context, appointment: Appointment) -> Appointment:
     _own(ctx, appointment)
     _live(appointment)
     before = snapshot(appointment)
+    freed = (appointment.technician, appointment.starts_at, appointment.ends_at)
     appointment.technician_id = None
     appointment.partstat = PartStat.NEEDS_ACTION
+    appointment.progress, appointment.progress_at = None, None
     if appointment.job.status == JobStatus.DISPATCHED:
         appointment.job.status = JobStatus.SCHEDULED
-    return changed(ctx, appointment, "appointment.decline", before)
+    return changed(ctx, appointment, Action.APPOINTMENT_DECLINE, before, freed=freed)
 
 
 @operation
@@ -333,9 +338,12 @@ def set_status(ctx: Context, appointment: Appointment, status: JobStatus) -> App
         allowed = ", ".join(s.value for s in TECHNICIAN_STATUSES)
         raise InvalidInput(f"Job status {status!r} cannot be set here; use one of {allowed}.")
     job = appointment.job
-    if job.status == status:
+    reported = status if status in REPORTED else None
+    if job.status == status and appointment.progress == reported:
         return appointment
     before = snapshot(appointment)
     job.status = status
     job.updated_at = utcnow()
-    return changed(ctx, appointment, "appointment.status", before)
+    if appointment.progress != reported:
+        appointment.progress, appointment.progress_at = reported, job.updated_at
+    return changed(ctx, appointment, Action.APPOINTMENT_STATUS, before)

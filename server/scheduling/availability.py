@@ -15,6 +15,7 @@ import datetime as dt
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import overload
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, or_, select
@@ -33,7 +34,12 @@ from server.models import (
     User,
     WorkingHours,
 )
-from server.scheduling.appointments import blocked_range
+from server.scheduling import travel
+from server.scheduling.areas import Area, serving
+from server.scheduling.clashes import blocked_range
+from server.scheduling.hours import local as _local
+from server.scheduling.hours import parse_hhmm as _parse_hhmm
+from server.scheduling.hours import working_intervals as _working_intervals
 
 Interval = tuple[dt.datetime, dt.datetime]
 
@@ -83,34 +89,6 @@ def qualified_technicians(session: Session, service_type: ServiceType,
     return [u for u in session.scalars(query.order_by(User.id)) if needed <= set(u.skills)]
 
 
-def _parse_hhmm(text: str) -> dt.time:
-    hours, minutes = text.split(":")
-    return dt.time(int(hours), int(minutes))
-
-
-def _local(day: dt.date, at: dt.time, zone: ZoneInfo) -> dt.datetime:
-    return dt.datetime.combine(day, at, zone).astimezone(dt.UTC)
-
-
-def _working_intervals(hours: list[WorkingHours], zone: ZoneInfo, start: dt.datetime,
-                       end: dt.datetime) -> list[Interval]:
-    first = start.astimezone(zone).date() - dt.timedelta(days=1)
-    last = end.astimezone(zone).date() + dt.timedelta(days=1)
-    by_weekday: dict[int, list[WorkingHours]] = defaultdict(list)
-    for row in hours:
-        by_weekday[row.weekday].append(row)
-    intervals = []
-    day = first
-    while day <= last:
-        for row in by_weekday.get(day.weekday(), []):
-            begin = _local(day, _parse_hhmm(row.starts), zone)
-            finish = _local(day, _parse_hhmm(row.ends), zone)
-            if finish > begin:
-                intervals.append((begin, finish))
-        day += dt.timedelta(days=1)
-    return intervals
-
-
 def _grid_anchor(interval: Interval, zone: ZoneInfo, step: dt.timedelta) -> dt.datetime:
     """The first start in the interval on the step grid of local wall-clock time (08:00, 08:30…)."""
     local = interval[0].astimezone(zone)
@@ -135,6 +113,8 @@ def _load_busy(session: Session, technicians: list[User], start: dt.datetime, en
     if exclude_id is not None:
         appointments = appointments.where(Appointment.id != exclude_id)
     for technician_id, blocked_from, blocked_until in session.execute(appointments):
+        if technician_id is None:  # excluded by the query; narrows the type
+            continue
         busy[technician_id].append((blocked_from, blocked_until))
     time_off = select(TimeOff.technician_id, TimeOff.starts_at, TimeOff.ends_at).where(
         or_(TimeOff.technician_id.in_(ids), TimeOff.technician_id.is_(None)),
@@ -151,9 +131,10 @@ def _load_busy(session: Session, technicians: list[User], start: dt.datetime, en
                or_(CalendarItem.dtstart.is_(None), CalendarItem.dtstart < end),
                or_(CalendarItem.dtend.is_(None), CalendarItem.dtend > start))
     )
-    bucket = start.date()
     for owner_id, etag, text in session.execute(items):
-        for occurrence in EXPANSIONS.get(etag, text, bucket).occurrences:
+        if owner_id is None:  # excluded by the query; narrows the type
+            continue
+        for occurrence in EXPANSIONS.between(etag, text, start - margin, end + margin).occurrences:
             if (occurrence.busy and occurrence.starts_at < end + margin
                     and occurrence.ends_at > start - margin):
                 busy[owner_id].append((occurrence.starts_at, occurrence.ends_at))
@@ -177,6 +158,10 @@ def _fairness(session: Session, ids: list[int], start: dt.datetime,
     return {i: (counts.get(i, 0), _aware(latest.get(i)) or epoch) for i in ids}
 
 
+@overload
+def _aware(value: dt.datetime) -> dt.datetime: ...
+@overload
+def _aware(value: None) -> None: ...
 def _aware(value: dt.datetime | None) -> dt.datetime | None:
     if value is None or value.tzinfo is not None:
         return value
@@ -194,13 +179,22 @@ def free_slots(
     technician_ids: Sequence[int] | None = None,
     exclude_appointment_id: int | None = None,
     windows_zone: str = "UTC",
+    area: Area | None = None,
 ) -> list[Slot]:
-    """Bookable slots in [start, end), earliest first."""
+    """Bookable slots in [start, end), earliest first.
+
+    With `area` (the site's), only technicians who serve it are offered, and with the
+    site's coordinates the drive from and to their other visits is left free.
+    """
     start = max(start, now + dt.timedelta(minutes=service_type.min_notice_minutes))
     end = min(end, now + dt.timedelta(days=service_type.horizon_days))
     if end <= start:
         return []
     technicians = qualified_technicians(session, service_type, technician_ids)
+    if service_type.remote:
+        area = None  # done from anywhere
+    if area is not None:
+        technicians = serving(session, technicians, area)
     if not technicians:
         return []
     ids = [t.id for t in technicians]
@@ -208,6 +202,11 @@ def free_slots(
     for row in session.scalars(select(WorkingHours).where(WorkingHours.technician_id.in_(ids))):
         hours[row.technician_id].append(row)
     busy = _load_busy(session, technicians, start, end, now, exclude_appointment_id)
+    if area is not None and area.point is not None:
+        extra = travel.busy_extensions(session, ids, area.point, service_type, start, end,
+                                       exclude_appointment_id)
+        for technician_id, intervals in extra.items():
+            busy[technician_id].extend(intervals)
     duration = dt.timedelta(minutes=service_type.duration_minutes)
     step = dt.timedelta(minutes=step_minutes)
 

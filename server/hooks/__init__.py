@@ -1,0 +1,1 @@
+"""Inbound webhooks from platforms: POST /hooks/<platform>/<integration id>."""

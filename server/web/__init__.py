@@ -1,0 +1,1 @@
+"""What only web faces need: request context, rate limit, access log, guards in front of the apps."""
