@@ -54,6 +54,15 @@ class Transaction:
     write: bool
     user: str
     collections: dict[str, Collection | None] = field(default_factory=dict)  # path -> row, this request
+    # Read under the write lock, so still true until this request writes: (collection id,
+    # href) -> the item's (uid, etag) or None, and the (collection id, uid) no item has.
+    items_seen: dict[tuple[int, str], tuple[str, str] | None] = field(default_factory=dict)
+    free_uids: set[tuple[int, str]] = field(default_factory=set)
+
+    def forget_items(self) -> None:
+        """A write of this request: what was read of items may no longer hold."""
+        self.items_seen.clear()
+        self.free_uids.clear()
 
 
 @dataclass
@@ -99,6 +108,12 @@ def organizer_for(configuration: radicale_config.Configuration) -> str:
         return str(configuration.get("storage", "organizer"))
     except KeyError:
         return load_settings().organizer
+
+
+def writing() -> Transaction | None:
+    """The request's write transaction, if one is open."""
+    txn = _transaction.get()
+    return txn if txn is not None and txn.write else None
 
 
 def current() -> Transaction:
