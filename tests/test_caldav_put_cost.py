@@ -3,6 +3,7 @@ what it must: the audit chain and its checkpoint, the change log, the UID check.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,7 +13,7 @@ from typing import Any
 import pytest
 from live import AUDIT_KEY
 from seeding import Seed, at, fresh_technician, items_of, personal_event
-from sqlalchemy import event, select
+from sqlalchemy import event, select, update
 from test_radicale_plugin import ICS, as_user, load_wsgi, settings_for
 from werkzeug.test import Client
 
@@ -21,7 +22,7 @@ from server.actions import Action
 from server.actors import SYSTEM
 from server.context import Context
 from server.db import Database, get_database
-from server.models import AuditEntry, Change
+from server.models import AuditEntry, Change, Credential, RateLimitBucket, User
 
 # Sign-in (SQLite: BEGIN; both: the throttle, the password), then the write transaction
 # (SQLite: BEGIN IMMEDIATE; PostgreSQL: the write lock): the collection, Radicale's look-ups
@@ -41,18 +42,29 @@ def db(database_url: str, seed: Seed) -> Database:
     return get_database(database_url)
 
 
+# SQLite: the sign-in's read transaction, then the write (BEGIN IMMEDIATE); PostgreSQL: the
+# write goes on in the sign-in's transaction (plugins.radicale.state.signing_in_with_the_write).
+TRANSACTIONS = {"sqlite": 2, "postgresql": 1}
+
+
 @contextmanager
-def counted(db: Database) -> Iterator[list[str]]:
+def counted(db: Database) -> Iterator[tuple[list[str], list[str]]]:
     statements: list[str] = []
+    begun: list[str] = []
 
     def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
         statements.append(statement)
 
+    def begin(_conn: Any) -> None:
+        begun.append("begin")
+
     event.listen(db.engine, "before_cursor_execute", count)
+    event.listen(db.engine, "begin", begin)
     try:
-        yield statements
+        yield statements, begun
     finally:
         event.remove(db.engine, "before_cursor_execute", count)
+        event.remove(db.engine, "begin", begin)
 
 
 def test_a_new_event_is_one_write_of_few_statements(app: Any, db: Database, seed: Seed) -> None:
@@ -61,12 +73,13 @@ def test_a_new_event_is_one_write_of_few_statements(app: Any, db: Database, seed
     login = made.account.login
     first = personal_event(f"first-{login}@example.test", "first", at(20, 9), at(20, 10))
     assert dav("PUT", f"/dav/{login}/personal/first.ics", first, **ICS).status_code == 201
-    with counted(db) as statements:
+    with counted(db) as (statements, begun):
         created = dav("PUT", f"/dav/{login}/personal/new.ics",
                       personal_event(f"new-{login}@example.test", "new", at(21, 9), at(21, 10)),
                       If_None_Match="*", **ICS)
     assert created.status_code == 201
     assert len(statements) == STATEMENTS[db.engine.dialect.name], statements
+    assert len(begun) == TRANSACTIONS[db.engine.dialect.name]
     # one look-up of the item at href and one of the UID (Radicale's), none by put_item
     item_reads = [s for s in statements if s.startswith("SELECT") and "calendar_item" in s]
     assert len(item_reads) == 2, item_reads
@@ -135,3 +148,30 @@ def test_put_item_returns_the_stored_row_and_expires_a_loaded_copy(
             ctx, collection, "row.ics", personal_event(uid, "v2", at(23, 9), at(23, 10)))
         assert replaced and again.id == item.id
         assert "SUMMARY:v2" in loaded.text  # the copy read before is not stale
+
+
+def test_sign_in_notes_stay_when_the_put_fails_or_the_password_is_wrong(
+        app: Any, db: Database, seed: Seed) -> None:
+    made = fresh_technician(db, seed, "putnotes", [(at(14, 13), at(14, 14))])
+    login = made.account.login
+    with db.write() as session:
+        session.execute(update(Credential).values(last_used_at=None)
+                        .where(Credential.user_id == select(User.id).where(
+                            User.login == login).scalar_subquery()))
+    dav = as_user(Client(app), made.account)
+    refused = dav("PUT", f"/dav/{login}/personal/bad.ics",
+                  "BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nUID:x\r\nDTSTART:2031\r\n", **ICS)
+    assert refused.status_code == 400
+    with db.read() as session:
+        stamps = session.scalars(select(Credential.last_used_at).join(User).where(
+            User.login == login)).all()
+    assert stamps and all(stamp is not None for stamp in stamps)  # kept despite the 400
+    wrong = as_user(Client(app), dataclasses.replace(made.account, password="not-the-password"))
+    denied = wrong("PUT", f"/dav/{login}/personal/x.ics",
+                   personal_event(f"x-{login}@example.test", "x", at(24, 9), at(24, 10)), **ICS)
+    assert denied.status_code == 401
+    with db.read() as session:
+        counted_failure = session.scalars(select(RateLimitBucket.count).where(
+            RateLimitBucket.key == f"login-fail:login:{login}")).first()
+    assert counted_failure == 1
+    assert "x.ics" not in items_of(db, f"{login}/personal")
