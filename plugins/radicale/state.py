@@ -158,8 +158,10 @@ def transaction(database: Database, *, write: bool, user: str) -> Iterator[Trans
 def signing_in_with_the_write(database: Database, method: str) -> Iterator[None]:
     """A PUT on PostgreSQL: the sign-in's reads open the transaction that the write then
     goes on in (`transaction` adopts it and takes the write lock only then), one
-    transaction instead of two. Whatever is left of it at the end of the request (the
-    write never came) is committed: it holds only reads.
+    transaction instead of two. Safe under READ COMMITTED (fieldcal's engines keep
+    PostgreSQL's default): each statement after the lock sees every write committed
+    before it. Whatever is left of it at the end of the request (the write never came)
+    is committed: it holds only reads.
 
     Not on SQLite: a write transaction there must begin as one (BEGIN IMMEDIATE), which
     would hold the database's write lock while Radicale parses the body, or while a
