@@ -137,6 +137,7 @@ def record(
         session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": AUDIT_LOCK_KEY})
         # wakes change streams on every host when this transaction commits
         session.execute(text("SELECT pg_notify('fieldcal_changes', '')"))
+    session.flush()  # what is pending goes first (ids assigned, constraints checked)
     connection = session.connection()
     previous = connection.execute(HEAD).scalar_one_or_none()
     entry = AuditEntry(

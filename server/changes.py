@@ -38,6 +38,7 @@ def record(session: Session, collection_id: int, changes: list[tuple[str, str]])
     the rows are append-only and nothing reads them back in the writing transaction).
     """
     count = max(len(changes), 1)
+    session.flush()  # what is pending goes first, as with an ORM statement's autoflush
     connection = session.connection()
     now = utcnow()
     new_seq: int = connection.execute(
