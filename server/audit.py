@@ -16,10 +16,10 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select, text
-from sqlalchemy.orm import Session
+from sqlalchemy import Table, insert, select, text
+from sqlalchemy.orm import Session, SessionTransaction
 
 from server.actions import Action, AppointmentSnapshot
 from server.actors import Actor
@@ -32,6 +32,10 @@ AUDIT_LOCK_KEY = 0x61756469
 KEY_ID_LENGTH = 12
 MIN_KEY_LENGTH = 16
 PENDING = "fieldcal.audit.pending"
+AUDIT_ENTRY = cast("Table", AuditEntry.__table__)
+COLUMNS = ("at", "actor", "channel", "action", "entity", "entity_id", "before", "after",
+           "request_id", "prev_hash", "hash", "key_id")
+HEAD = select(AUDIT_ENTRY.c.hash).order_by(AUDIT_ENTRY.c.id.desc()).limit(1)
 
 
 @dataclass(frozen=True)
@@ -133,9 +137,9 @@ def record(
         session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": AUDIT_LOCK_KEY})
         # wakes change streams on every host when this transaction commits
         session.execute(text("SELECT pg_notify('fieldcal_changes', '')"))
-    previous = session.execute(
-        select(AuditEntry.hash).order_by(AuditEntry.id.desc()).limit(1)
-    ).scalar_one_or_none()
+    session.flush()  # what is pending goes first (ids assigned, constraints checked)
+    connection = session.connection()
+    previous = connection.execute(HEAD).scalar_one_or_none()
     entry = AuditEntry(
         at=utcnow().replace(microsecond=0),
         actor=actor.name,
@@ -149,10 +153,33 @@ def record(
         prev_hash=previous or GENESIS,
     )
     sign(entry, keys)
-    session.add(entry)
-    session.flush()
-    session.info.setdefault(PENDING, []).append(entry)
+    # A Core insert (the entry is append-only; the ORM's unit of work adds nothing here):
+    # the entry returned is not in the session, its id is the row's.
+    entry.id = connection.execute(
+        insert(AUDIT_ENTRY).returning(AUDIT_ENTRY.c.id),
+        {column: getattr(entry, column) for column in COLUMNS},
+    ).scalar_one()
+    transaction = session.get_nested_transaction() or session.get_transaction()
+    session.info.setdefault(PENDING, []).append(Pending(entry.id, entry.hash, transaction))
     return entry
+
+
+@dataclass(frozen=True)
+class Pending:
+    """An entry written in a transaction not yet committed (the anchor's next checkpoint)."""
+
+    id: int
+    hash: str
+    transaction: SessionTransaction | None  # the innermost transaction it was written in
+
+    def written_in(self, transaction: SessionTransaction) -> bool:
+        """Was it written in `transaction` or in one nested inside it?"""
+        current = self.transaction
+        while current is not None:
+            if current is transaction:
+                return True
+            current = current.parent
+        return False
 
 
 def _jsonable(value: AppointmentSnapshot | dict[str, Any] | None) -> dict[str, Any] | None:

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, inspect, select
-from sqlalchemy.orm import Session
+from sqlalchemy import event, select
+from sqlalchemy.orm import Session, SessionTransaction
 
 from server.actions import Action
 from server.actors import Actor
@@ -29,6 +29,7 @@ from server.audit import (
     PENDING,
     AuditKeys,
     ChainBreak,
+    Pending,
     configure,
     digest,
     keys_for,
@@ -60,7 +61,7 @@ class Checkpoint:
         return f"fieldcal audit checkpoint v{CHECKPOINT_VERSION}:{entry_id}:{entry_hash}:{key_id}".encode()
 
     @classmethod
-    def of(cls, entry: AuditEntry, keys: AuditKeys) -> Checkpoint:
+    def of(cls, entry: AuditEntry | Pending, keys: AuditKeys) -> Checkpoint:
         key_id = keys.signing_id
         mac = hmac.new(keys.key(key_id) or b"", cls._message(entry.id, entry.hash, key_id),
                        hashlib.sha256).hexdigest()
@@ -126,8 +127,7 @@ def write_checkpoint(path: Path, checkpoint: Checkpoint, *, only_forward: bool =
 
 
 def _after_commit(session: Session) -> None:
-    pending: list[AuditEntry] = session.info.pop(PENDING, [])
-    committed = [e for e in pending if inspect(e).persistent]
+    committed: list[Pending] = session.info.pop(PENDING, [])
     if not committed:
         return
     keys = keys_for(session)
@@ -138,7 +138,15 @@ def _after_commit(session: Session) -> None:
 
 
 def _after_rollback(session: Session) -> None:
-    session.info.pop(PENDING, None)
+    if session.get_nested_transaction() is None:  # a savepoint's: _after_soft_rollback
+        session.info.pop(PENDING, None)
+
+
+def _after_soft_rollback(session: Session, previous: SessionTransaction) -> None:
+    """A savepoint rolled back: the entries written inside it are gone."""
+    pending: list[Pending] | None = session.info.get(PENDING)
+    if pending:
+        session.info[PENDING] = [e for e in pending if not e.written_in(previous)]
 
 
 def anchor_commits() -> None:
@@ -146,6 +154,7 @@ def anchor_commits() -> None:
     if not event.contains(Session, "after_commit", _after_commit):
         event.listen(Session, "after_commit", _after_commit)
         event.listen(Session, "after_rollback", _after_rollback)
+        event.listen(Session, "after_soft_rollback", _after_soft_rollback)
 
 
 def setup(settings: Settings, *, required: bool = True) -> AuditKeys | None:

@@ -7,9 +7,12 @@ Collections of kind jobs/team/customer hold renderings of appointments that
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
+from typing import cast
 
-from sqlalchemy import and_, delete, or_, select
+from sqlalchemy import Table, and_, delete, insert, or_, select, update
 from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm.util import identity_key
 
 from server import audit, changes
 from server.actions import Action
@@ -31,6 +34,7 @@ from server.models import (
 JOBS = "jobs"
 PERSONAL = "personal"
 SEGMENT = re.compile(r"^[^/\x00-\x1f]{1,200}$")
+ITEMS = cast("Table", CalendarItem.__table__)
 
 
 def jobs_path(login: str) -> str:
@@ -133,37 +137,69 @@ def _require_free_form(collection: Collection) -> None:
         )
 
 
+@dataclass(frozen=True)
+class Known:
+    """What the caller read, in the current write transaction, of the collection an object
+    goes into: the item at its href (None: there is none; else its UID and ETag), and
+    that no other item of the collection has the UID `uid`."""
+
+    uid: str
+    current: tuple[str, str] | None
+
+
 @operation
-def put_item(ctx: Context, collection: Collection, href: str, text: str) -> tuple[CalendarItem, bool]:
-    """Store a client's object (personal events, time off). Returns (item, replaced)."""
+def put_item(ctx: Context, collection: Collection, href: str, text: str, *,
+             known: Known | None = None) -> tuple[CalendarItem, bool]:
+    """Store a client's object (personal events, time off). Returns (item, replaced).
+
+    The item returned is not in the session (the row is written with Core statements);
+    `known` spares the lookup of the item at href and of the UID when it is of this UID.
+    """
     _require_free_form(collection)
     parsed = parse_object(text)
-    # The item at href and any item with this UID, in one statement: each branch of the OR
-    # is an index lookup (SQLite's multi-index OR, PostgreSQL's bitmap OR), never a scan.
-    found = ctx.session.scalars(
-        select(CalendarItem).where(or_(
-            and_(CalendarItem.collection_id == collection.id, CalendarItem.href == href),
-            and_(CalendarItem.collection_id == collection.id, CalendarItem.uid == parsed.uid),
-        ))
-    ).all()
-    other = next((f.href for f in found if f.href != href and f.uid == parsed.uid), None)
-    if other is not None:
-        raise Conflict(f"UID {parsed.uid!r} is already used by {other!r} in this calendar.")
-    item = next((f for f in found if f.href == href), None)
-    before = None if item is None else {"uid": item.uid, "etag": item.etag}
-    if item is None:
-        item = CalendarItem(collection_id=collection.id, href=href)
-        ctx.session.add(item)
-    item.uid = parsed.uid
-    item.component = parsed.component
-    item.text = text
-    item.etag = etag_of(text)
-    item.dtstart = parsed.dtstart
-    item.dtend = parsed.dtend
-    item.transparent = parsed.transparent
-    item.updated_at = utcnow()
-    changes.record(ctx.session, collection.id, [(href, "put")])
-    audit.record(ctx.session, ctx.actor, Action.ITEM_PUT, "collection", collection.id,
+    session = ctx.session
+    connection = session.connection()
+    if known is not None and known.uid == parsed.uid:
+        current = known.current
+        item_id = None
+    else:
+        # The item at href and any item with this UID, in one statement: each branch of the
+        # OR is an index lookup (SQLite's multi-index OR, PostgreSQL's bitmap OR), never a scan.
+        found = connection.execute(
+            select(ITEMS.c.id, ITEMS.c.href, ITEMS.c.uid, ITEMS.c.etag).where(or_(
+                and_(ITEMS.c.collection_id == collection.id, ITEMS.c.href == href),
+                and_(ITEMS.c.collection_id == collection.id, ITEMS.c.uid == parsed.uid),
+            ))
+        ).all()
+        other = next((f.href for f in found if f.href != href and f.uid == parsed.uid), None)
+        if other is not None:
+            raise Conflict(f"UID {parsed.uid!r} is already used by {other!r} in this calendar.")
+        row = next((f for f in found if f.href == href), None)
+        current = None if row is None else (row.uid, row.etag)
+        item_id = None if row is None else row.id
+    before = None if current is None else {"uid": current[0], "etag": current[1]}
+    values = {
+        "uid": parsed.uid, "component": parsed.component, "text": text, "etag": etag_of(text),
+        "dtstart": parsed.dtstart, "dtend": parsed.dtend, "transparent": parsed.transparent,
+        "updated_at": utcnow(),
+    }
+    if current is None:
+        item_id = connection.execute(
+            insert(ITEMS).returning(ITEMS.c.id),
+            {"collection_id": collection.id, "href": href, **values},
+        ).scalar_one()
+    else:
+        item_id = connection.execute(
+            update(ITEMS).where(ITEMS.c.collection_id == collection.id, ITEMS.c.href == href)
+            .values(values).returning(ITEMS.c.id)
+        ).scalar_one()
+        loaded = session.identity_map.get(identity_key(CalendarItem, item_id))
+        if loaded is not None:  # read earlier in this session: read again when next used
+            session.expire(loaded)
+    item = CalendarItem(id=item_id, collection_id=collection.id, href=href, appointment_id=None,
+                        **values)
+    changes.record(session, collection.id, [(href, "put")])
+    audit.record(session, ctx.actor, Action.ITEM_PUT, "collection", collection.id,
                  before=before, after={"href": href, "uid": item.uid, "etag": item.etag})
     return item, before is not None
 

@@ -10,10 +10,13 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, delete, func, select, update
+from sqlalchemy import CursorResult, Table, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from server.models import AuditEntry, Change, Collection, utcnow
+
+COLLECTION = cast("Table", Collection.__table__)
+CHANGE = cast("Table", Change.__table__)
 
 
 class TokenExpired(ValueError):
@@ -31,21 +34,25 @@ def record(session: Session, collection_id: int, changes: list[tuple[str, str]])
     """Append (href, op) changes; op is "put" or "delete". Returns the new sync_seq.
 
     With no changes, the collection's sync_seq still advances (its properties changed).
+    Both statements are Core statements on the session's connection (no ORM objects:
+    the rows are append-only and nothing reads them back in the writing transaction).
     """
     count = max(len(changes), 1)
-    new_seq = session.execute(
-        update(Collection)
-        .where(Collection.id == collection_id)
-        .values(sync_seq=Collection.sync_seq + count, updated_at=utcnow())
-        .returning(Collection.sync_seq)
-        .execution_options(synchronize_session=False)
+    session.flush()  # what is pending goes first, as with an ORM statement's autoflush
+    connection = session.connection()
+    now = utcnow()
+    new_seq: int = connection.execute(
+        update(COLLECTION)
+        .where(COLLECTION.c.id == collection_id)
+        .values(sync_seq=COLLECTION.c.sync_seq + count, updated_at=now)
+        .returning(COLLECTION.c.sync_seq)
     ).scalar_one()
     first = new_seq - count + 1
-    now = utcnow()
-    session.add_all(
-        Change(collection_id=collection_id, seq=first + i, href=href, op=op, at=now)
-        for i, (href, op) in enumerate(changes)
-    )
+    if changes:
+        connection.execute(insert(CHANGE), [
+            {"collection_id": collection_id, "seq": first + i, "href": href, "op": op, "at": now}
+            for i, (href, op) in enumerate(changes)
+        ])
     return new_seq
 
 

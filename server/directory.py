@@ -314,6 +314,9 @@ def add_job(
     return job
 
 
+NOTED_USE = "fieldcal.directory.noted_use"
+
+
 def hash_password(password: str) -> str:
     """App passwords are 192 random bits, so one SHA-256 is enough and keeps logins O(1)."""
     return hashlib.sha256(password.encode("utf-8")).hexdigest()
@@ -378,6 +381,12 @@ def _note_use(session: Session, credential_id: int, last_used: dt.datetime | Non
     if last_used is None or (now - last_used).total_seconds() > LAST_USED_RESOLUTION_S:
         session.execute(update(Credential).where(Credential.id == credential_id)
                         .values(last_used_at=now))
+        session.info[NOTED_USE] = True
+
+
+def noted_use(session: Session) -> bool:
+    """Did a sign-in in this session stamp its credential's last use (a write)? Asked once."""
+    return bool(session.info.pop(NOTED_USE, False))
 
 
 def authenticate(session: Session, login: str, password: str) -> User | None:

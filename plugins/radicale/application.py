@@ -34,6 +34,7 @@ from plugins.radicale import (
     whole_get,
 )
 from plugins.radicale.rights import calendar_rights
+from server.db import Database
 from server.errors import FieldcalError, InvalidInput
 from server.ical import check_characters, parse_object
 
@@ -175,14 +176,22 @@ class Application(RadicaleApplication):
     def _handle_request(self, environ: dict[str, Any]) -> tuple[str, Any, Any]:  # type: ignore[override]  # Radicale's arguments, passed on as they come
         """Radicale's request handling; a login the throttle refused is 429, not 401."""
         token = state.begin_login()
+        database = self._database()
         try:
-            status, headers, answers = super()._handle_request(environ)
+            with state.signing_in_with_the_write(database, str(environ.get("REQUEST_METHOD"))):
+                status, headers, answers = super()._handle_request(environ)
             refused_for = state.login_refused_for()
         finally:
             state.end_login(token)
         if refused_for is not None and status.startswith("401"):
             return too_many_attempts(refused_for)
         return status, headers, answers
+
+    def _database(self) -> Database:
+        handle = self.__dict__.get("_database_handle")
+        if handle is None:
+            handle = self.__dict__["_database_handle"] = state.DatabaseHandle(self.configuration)
+        return handle()
 
     def _serve(self, handler: Handler, environ: dict[str, Any], *args: Any,
                expand: tuple[dt.datetime, dt.datetime] | None = None,

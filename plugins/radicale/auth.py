@@ -32,24 +32,30 @@ class Auth(radicale_auth.BaseAuth):
         if not login or not password or len(password) > MAX_PASSWORD_LENGTH:
             return ""
         address = str(context.remote_addr or "unknown")
+        database = self._db()
         try:
-            with self._db().read() as session:  # one transaction: the throttle, then the password
+            # one transaction: the throttle, then the password (state.sign_in_session)
+            with state.sign_in_session(database, write=False) as session:
                 standing, found = self._attempt(session, login, password, address)
+                if directory.noted_use(session):
+                    state.commit_sign_in()  # the last-used stamp stays, whatever comes next
         except OperationalError:
             # SQLite: another process wrote between our read and the last-used update.
-            with self._db().write() as session:
+            with database.write() as session:
                 standing, found = self._attempt(session, login, password, address)
         if standing.refused_for is not None:
+            state.give_up_sign_in()
             state.refuse_login(standing.refused_for)
             return ""
         if found is None:
-            with self._db().write() as session:
+            with state.sign_in_session(database, write=True) as session:
                 wait = login_throttle.note_failure(session, login, address)
+            state.give_up_sign_in()
             if wait is not None:
                 state.refuse_login(wait)
             return ""
         if standing.needs_note(utcnow()):
-            with self._db().write() as session:
+            with state.sign_in_session(database, write=True) as session:
                 login_throttle.note_success(session, login, address)
         state.remember(found)
         return found.login

@@ -192,6 +192,12 @@ class DbCollection(radicale_storage.BaseCollection):
                     for row in session.execute(
                         self._select().where(CalendarItem.href.in_(chunk)))
                 }
+            txn = state.writing()
+            if txn is not None:  # an upload to one of these hrefs needs not read them again
+                for href in chunk:
+                    seen = found.get(href)
+                    txn.items_seen[self._row.id, href] = (
+                        None if seen is None else (seen.uid, seen.etag))
             for href in chunk:
                 yield href, found.get(href)
 
@@ -235,6 +241,9 @@ class DbCollection(radicale_storage.BaseCollection):
                     CalendarItem.collection_id == self._row.id, CalendarItem.uid == uid
                 ).limit(1)
             ).first()
+        txn = state.writing()
+        if found is None and txn is not None:
+            txn.free_uids.add((self._row.id, uid))
         return found is not None
 
     def sync(self, old_token: str = "") -> tuple[str, Iterable[str]]:
@@ -298,9 +307,13 @@ class DbCollection(radicale_storage.BaseCollection):
         ctx = self._storage.context()
         if self.kind == CollectionKind.CALENDAR:
             # The replaced item goes only to Radicale's hook, which fieldcal does not use
-            # (radicale.config): not read again here, put_item reads the row it replaces.
-            stored, _ = calendars.put_item(ctx, self._row, href, text)
+            # (radicale.config): not read again here. What Radicale read before the upload
+            # (the item at href, and that no other item has the UID) is passed on.
+            known = self._known(href, item.uid)
+            state.current().forget_items()
+            stored, _ = calendars.put_item(ctx, self._row, href, text, known=known)
             return self._as_item(stored), None
+        state.current().forget_items()
         old = self._stored(href)
         replaced = None if old is None else self._as_item(old)
         if self.kind != CollectionKind.JOBS:
@@ -326,8 +339,21 @@ class DbCollection(radicale_storage.BaseCollection):
             state.notes().altered = True
         return self._as_item(now), replaced
 
+    def _known(self, href: str, uid: str) -> calendars.Known | None:
+        """What this write transaction read: no item at href, and no item with this UID."""
+        txn = state.writing()
+        key = (self._row.id, href)
+        if txn is None or key not in txn.items_seen:
+            return None
+        # Only for a new item: for a replaced one Radicale checked the UID of the item at
+        # href, not that no other item has it (put_item checks both).
+        if txn.items_seen[key] is not None or (self._row.id, uid) not in txn.free_uids:
+            return None
+        return calendars.Known(uid, None)
+
     def delete(self, href: str | None = None) -> None:
         ctx = self._storage.context()
+        state.current().forget_items()
         if href is None:
             calendars.delete_collection(ctx, self._row)
             state.current().collections.clear()

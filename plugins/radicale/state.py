@@ -54,6 +54,15 @@ class Transaction:
     write: bool
     user: str
     collections: dict[str, Collection | None] = field(default_factory=dict)  # path -> row, this request
+    # Read under the write lock, so still true until this request writes: (collection id,
+    # href) -> the item's (uid, etag) or None, and the (collection id, uid) no item has.
+    items_seen: dict[tuple[int, str], tuple[str, str] | None] = field(default_factory=dict)
+    free_uids: set[tuple[int, str]] = field(default_factory=set)
+
+    def forget_items(self) -> None:
+        """A write of this request: what was read of items may no longer hold."""
+        self.items_seen.clear()
+        self.free_uids.clear()
 
 
 @dataclass
@@ -75,6 +84,7 @@ _transaction: ContextVar[Transaction | None] = ContextVar("fieldcal_dav_txn", de
 _principal: ContextVar[Principal | None] = ContextVar("fieldcal_dav_principal", default=None)
 _notes: ContextVar[RequestNotes | None] = ContextVar("fieldcal_dav_notes", default=None)
 _login_refused: ContextVar[int | None] = ContextVar("fieldcal_dav_login_refused", default=None)
+_signing_in: ContextVar[Session | None] = ContextVar("fieldcal_dav_signing_in", default=None)
 
 
 class DatabaseHandle:
@@ -101,6 +111,12 @@ def organizer_for(configuration: radicale_config.Configuration) -> str:
         return load_settings().organizer
 
 
+def writing() -> Transaction | None:
+    """The request's write transaction, if one is open."""
+    txn = _transaction.get()
+    return txn if txn is not None and txn.write else None
+
+
 def current() -> Transaction:
     txn = _transaction.get()
     if txn is None:
@@ -117,11 +133,15 @@ def transaction(database: Database, *, write: bool, user: str) -> Iterator[Trans
             raise RuntimeError("a write lock was requested inside a read lock")
         yield outer
         return
-    session = database.session(write=write)
+    adopted = _signing_in.get() if write else None
+    if adopted is not None:
+        _signing_in.set(None)  # the sign-in's transaction goes on as this request's write
+    session = adopted if adopted is not None else database.session(write=write)
     txn = Transaction(session, write, user)
     token = _transaction.set(txn)
     try:
-        session.begin()
+        if not session.in_transaction():
+            session.begin()
         if write:
             database.lock_writes(session)
         yield txn
@@ -132,6 +152,76 @@ def transaction(database: Database, *, write: bool, user: str) -> Iterator[Trans
     finally:
         _transaction.reset(token)
         session.close()
+
+
+@contextmanager
+def signing_in_with_the_write(database: Database, method: str) -> Iterator[None]:
+    """A PUT on PostgreSQL: the sign-in's reads open the transaction that the write then
+    goes on in (`transaction` adopts it and takes the write lock only then), one
+    transaction instead of two. Safe under READ COMMITTED (fieldcal's engines keep
+    PostgreSQL's default): each statement after the lock sees every write committed
+    before it. Whatever is left of it at the end of the request (the write never came)
+    is committed: it holds only reads.
+
+    Not on SQLite: a write transaction there must begin as one (BEGIN IMMEDIATE), which
+    would hold the database's write lock while Radicale parses the body, or while a
+    refused login waits out its delay; a read transaction cannot become a write one
+    once another writer has committed.
+    """
+    if method != "PUT" or database.is_sqlite or _signing_in.get() is not None:
+        yield
+        return
+    session = database.session(write=True)
+    token = _signing_in.set(session)
+    try:
+        yield
+        if _signing_in.get() is session:
+            session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        if _signing_in.get() is session:
+            session.close()
+        _signing_in.reset(token)
+
+
+@contextmanager
+def sign_in_session(database: Database, *, write: bool) -> Iterator[Session]:
+    """The session of a sign-in's reads (write: its notes of success or failure).
+
+    In a PUT on PostgreSQL, the request's pending transaction: reads stay open for the
+    write to go on with; a note is committed at once (a refused or failing request
+    keeps it, as before) and a refused login gives the transaction up (no connection
+    is held while it waits out its delay).
+    """
+    pending = _signing_in.get()
+    if pending is None:
+        with database.write() if write else database.read() as session:
+            yield session
+        return
+    try:
+        yield pending
+    except BaseException:
+        pending.rollback()
+        raise
+    if write:
+        pending.commit()
+
+
+def commit_sign_in() -> None:
+    """Keep what the sign-in wrote, whatever the request does next (a pending transaction)."""
+    pending = _signing_in.get()
+    if pending is not None:
+        pending.commit()
+
+
+def give_up_sign_in() -> None:
+    """A refused login: its pending transaction (committed: notes only) is closed now."""
+    pending = _signing_in.get()
+    if pending is not None:
+        pending.commit()
+        pending.close()
 
 
 @contextmanager

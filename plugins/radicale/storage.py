@@ -202,6 +202,7 @@ class Storage(radicale_storage.BaseStorage):
             )
         assert item.href is not None
         ctx = self.context()
+        state.current().forget_items()
         text = item.serialize()
         calendars.delete_item(ctx, source.row, item.href)
         calendars.put_item(ctx, to_collection.row, to_href, text)
