@@ -13,8 +13,9 @@ werkzeug's test client with the benchmark's calendar-query (`getetag` +
 
 The answers are checked equal (parsed, whitespace aside) and the hit count checked
 before anything is timed. Times are CPU time (time.process_time) of the whole
-request, medians; `--profile` prints a cProfile of the warm fast path and of
-Radicale's path at the largest size.
+request, medians of interleaved rounds (each variant at each size once per round);
+`--profile` prints a cProfile of the warm fast path and of Radicale's path at the
+largest size.
 """
 
 from __future__ import annotations
@@ -72,13 +73,15 @@ def query_body(monday: dt.datetime) -> bytes:
     ).encode()
 
 
-def _cpu_ms(call: Callable[[], bytes], repeats: int) -> float:
-    samples: list[float] = []
+def _cpu_ms(calls: dict[str, Callable[[], bytes]], repeats: int) -> dict[str, float]:
+    """Median CPU ms of each call; rounds call each once, in turn, so load falls on all alike."""
+    samples: dict[str, list[float]] = {name: [] for name in calls}
     for _ in range(repeats):
-        began = time.process_time()
-        call()
-        samples.append((time.process_time() - began) * 1000)
-    return statistics.median(samples)
+        for name, call in calls.items():
+            began = time.process_time()
+            call()
+            samples[name].append((time.process_time() - began) * 1000)
+    return {name: statistics.median(values) for name, values in samples.items()}
 
 
 def _canonical(element: ET.Element) -> tuple[Any, ...]:
@@ -96,7 +99,8 @@ def _profile(call: Callable[[], bytes], title: str) -> None:
     print(f"--- profile: {title} (10 calls, own time)\n{out.getvalue()}")
 
 
-def run_size(events: int, repeats: int, profile: bool) -> list[str]:
+def prepare(events: int, profile: bool) -> dict[tuple[int, int, str], Callable[[], bytes]]:
+    """Seed a calendar of `events`, check the answers; the calls to time, by (events, hits, way)."""
     folder = Path(tempfile.mkdtemp(prefix="fieldcal-query-"))
     url = f"sqlite:///{folder / 'fieldcal.sqlite3'}"
     key = secrets.token_urlsafe(32)
@@ -112,7 +116,7 @@ def run_size(events: int, repeats: int, profile: bool) -> list[str]:
     token = base64.b64encode(f"{LOGIN}:{seeded.password}".encode()).decode()
     headers = {"Authorization": f"Basic {token}", "Depth": "1",
                "Content-Type": "application/xml; charset=utf-8"}
-    rows: list[str] = []
+    calls: dict[tuple[int, int, str], Callable[[], bytes]] = {}
     for monday, hits in (STANDARD, (DENSE_MONDAY, DENSE + 1)):
         body = query_body(monday)
 
@@ -130,21 +134,16 @@ def run_size(events: int, repeats: int, profile: bool) -> list[str]:
             with query_fast.disabled():
                 return report()
 
-        before = query_fast.COUNTS.answered
         reference = radicale()
         found = ET.fromstring(reference)
         if len(found) != hits or _canonical(ET.fromstring(report())) != _canonical(found):
             raise RuntimeError(f"{hits} hits expected, Radicale {len(found)}, or answers differ")
-        warm_ms = _cpu_ms(report, repeats)
-        cold_ms = _cpu_ms(cold, repeats)
-        radicale_ms = _cpu_ms(radicale, repeats)
-        fast_calls = query_fast.COUNTS.answered - before
-        rows.append(f"| {events:,} | {hits} | {radicale_ms:.1f} | {cold_ms:.1f} | {warm_ms:.1f} "
-                    f"| {radicale_ms / warm_ms:.1f}× | {fast_calls} |")
+        calls.update({(events, hits, "radicale"): radicale, (events, hits, "cold"): cold,
+                      (events, hits, "warm"): report})
         if profile:
             _profile(report, f"{events:,} events, {hits} hits, fast path warm")
             _profile(radicale, f"{events:,} events, {hits} hits, Radicale's path")
-    return rows
+    return calls
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -153,12 +152,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=25)
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    rows = ["| events | hits | Radicale path | fast, cold | fast, warm | Radicale / warm "
-            "| fast answers |", "|---:|---:|---:|---:|---:|---:|---:|"]
+    rows = ["| events | hits | Radicale path | fast, cold | fast, warm | Radicale / warm |",
+            "|---:|---:|---:|---:|---:|---:|"]
+    calls: dict[tuple[int, int, str], Callable[[], bytes]] = {}
     for events in args.events:
-        rows += run_size(events, args.repeats, args.profile and events == max(args.events))
+        calls.update(prepare(events, args.profile and events == max(args.events)))
+    before = query_fast.COUNTS.answered
+    ms = _cpu_ms({f"{k}": call for k, call in calls.items()}, args.repeats)
+    fast_calls = query_fast.COUNTS.answered - before
+    for events, hits in sorted({(k[0], k[1]) for k in calls}):
+        radicale_ms, cold_ms, warm_ms = (ms[str((events, hits, way))]
+                                         for way in ("radicale", "cold", "warm"))
+        rows.append(f"| {events:,} | {hits} | {radicale_ms:.1f} | {cold_ms:.1f} | {warm_ms:.1f} "
+                    f"| {radicale_ms / warm_ms:.1f}× |")
     print(f"calendar-query REPORT in process, SQLite, CPU ms, medians of {args.repeats}")
     print("\n".join(rows))
+    print(f"fast path answered {fast_calls} of {args.repeats * len(calls)} timed calls "
+          f"(expected {args.repeats * len(calls) * 2 // 3})")
     print(f"load average {' '.join(f'{v:.1f}' for v in os.getloadavg())}")
     return 0
 
