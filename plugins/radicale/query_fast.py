@@ -45,8 +45,8 @@ Response = tuple[int, Any, Any, Any]
 IDENTITY = ("", "identity")
 CALDAV_NAMESPACE = ' xmlns:C="urn:ietf:params:xml:ns:caldav"'
 OK = "<status>HTTP/1.1 200 OK</status>"
-DEFAULT_MAX_BYTES = 32 * 1024 * 1024
-MAX_DECISIONS = 50_000
+DEFAULT_MAX_BYTES = 16 * 1024 * 1024  # ~15,000 hits of 1 KB
+MAX_DECISIONS = 20_000  # filter outcomes of items the storage left open
 FILTER_ERRORS = (ValueError, TypeError, AttributeError, KeyError, IndexError,
                  vobject.base.VObjectError)
 _enabled: contextvars.ContextVar[bool] = contextvars.ContextVar("query_fast", default=True)
