@@ -29,8 +29,8 @@ from plugins.radicale import (
     aliases,
     freebusy,
     propfind_fast,
+    query_fast,
     state,
-    sync_report,
     whole_get,
 )
 from plugins.radicale.rights import calendar_rights
@@ -285,4 +285,4 @@ class Application(RadicaleApplication):
             return answered
         expand = expand_range(body)
         return freebusy.one_charset(
-            self._serve(sync_report.do_REPORT, environ, *args, expand=expand))
+            self._serve(query_fast.do_REPORT, environ, *args, expand=expand))

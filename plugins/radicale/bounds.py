@@ -17,6 +17,9 @@ PROPERTY = re.compile(r"^(DTSTART|DTEND)((?:;[^:\r\n]*)?):([0-9]{8}T[0-9]{6})(Z?
 NOT_SIMPLE = re.compile(r"^(?:RRULE|RDATE|EXDATE|RECURRENCE-ID|DURATION)[;:]", re.MULTILINE)
 TZID = re.compile(r";TZID=\"?([^\";:]+)\"?")
 FOLD = re.compile(r"\r?\n[ \t]")
+MAX_KEPT = 20_000  # exact ranges kept by etag (~6 MB at most)
+_UNKNOWN = object()
+_RANGES: dict[str, object] = {}
 
 
 @functools.lru_cache(maxsize=256)
@@ -28,8 +31,9 @@ def _zone(name: str) -> ZoneInfo | None:
 
 
 def _moment(params: str, value: str, utc: str) -> dt.datetime | None:
-    try:
-        naive = dt.datetime.strptime(value, "%Y%m%dT%H%M%S")
+    try:  # the pattern gave 8 digits, T, 6 digits
+        naive = dt.datetime(int(value[0:4]), int(value[4:6]), int(value[6:8]),
+                            int(value[9:11]), int(value[11:13]), int(value[13:15]))
     except ValueError:
         return None
     rest = TZID.sub("", params, count=1).upper().replace(";VALUE=DATE-TIME", "")
@@ -47,6 +51,16 @@ def _moment(params: str, value: str, utc: str) -> dt.datetime | None:
     if moment.utcoffset() != moment.replace(fold=1).utcoffset():
         return None  # in a daylight-saving gap or overlap: readers differ, let Radicale decide
     return moment
+
+
+def exact_range_of(etag: str, text: str) -> tuple[int, int] | None:
+    """exact_range of a stored text, kept per etag (a digest of the text)."""
+    found = _RANGES.get(etag, _UNKNOWN)
+    if found is _UNKNOWN:
+        if len(_RANGES) >= MAX_KEPT:
+            _RANGES.clear()
+        found = _RANGES[etag] = exact_range(text)
+    return found  # type: ignore[return-value]  # not _UNKNOWN here
 
 
 def exact_range(text: str) -> tuple[int, int] | None:

@@ -162,7 +162,7 @@ class DbCollection(radicale_storage.BaseCollection):
         time_range = _timestamp_bounds(dtstart, dtend)
         exact = appointment_id is not None
         if not exact and exact_text:
-            found = bounds.exact_range(text)
+            found = bounds.exact_range_of(etag, text)
             if found is not None:
                 time_range, exact = found, True
         return StoredItem.build(self, href, text, etag, uid, component, updated_at, time_range,

@@ -39,14 +39,16 @@ def _order(row: Row[Any]) -> tuple[bool, dt.datetime]:
 
 def rows_in_range(session: Session, query: Select[Any], start_at: dt.datetime | None,
                   end_at: dt.datetime | None) -> Sequence[Row[Any]]:
-    """Rows of `query` (with href and dtstart) whose stored bounds overlap [start_at, end_at)."""
+    """Rows of `query` (with href and dtstart) whose stored bounds overlap [start_at, end_at).
+    Run on the session's connection: plain column rows need none of the ORM's result handling."""
+    connection = session.connection()
     if start_at is None or end_at is None:
-        return session.execute(query.where(*_overlap(start_at, end_at))
-                               .order_by(CalendarItem.dtstart)).all()
+        return connection.execute(query.where(*_overlap(start_at, end_at))
+                                  .order_by(CalendarItem.dtstart)).all()
     dialect = session.get_bind().dialect.name
     long_span = text(f"({LONG_SPAN_POSTGRESQL if dialect == 'postgresql' else LONG_SPAN_SQLITE})")
     short = query.where(CalendarItem.dtstart >= start_at - MARGIN, CalendarItem.dtstart < end_at,
                         CalendarItem.dtend > start_at)
     long = query.where(long_span, *_overlap(start_at, end_at))
-    rows = {row.href: row for part in (short, long) for row in session.execute(part)}
+    rows = {row.href: row for part in (short, long) for row in connection.execute(part)}
     return sorted(rows.values(), key=_order)
