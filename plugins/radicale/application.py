@@ -182,7 +182,7 @@ class Application(RadicaleApplication):
             state.end_login(token)
         if refused_for is not None and status.startswith("401"):
             return too_many_attempts(refused_for)
-        return status, headers, answers
+        return status, headers, whole_get.chunks(answers)
 
     def _serve(self, handler: Handler, environ: dict[str, Any], *args: Any,
                expand: tuple[dt.datetime, dt.datetime] | None = None,
