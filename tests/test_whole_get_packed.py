@@ -50,7 +50,8 @@ def calendar(seed: Seed, database_url: str, tmp_path_factory: pytest.TempPathFac
 
 
 def _get(dav: Dav, path: str, **headers: str) -> Any:
-    return dav.client.open(path, method="GET", headers={**dav_auth(dav), **{k.replace("_", "-"): v for k, v in headers.items()}},
+    sent = {k.replace("_", "-"): v for k, v in headers.items()}
+    return dav.client.open(path, method="GET", headers={**dav_auth(dav), **sent},
                            buffered=False)
 
 
