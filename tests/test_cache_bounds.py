@@ -12,7 +12,7 @@ import gc
 import os
 import sys
 import tracemalloc
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 from plugins.radicale.propfind_cache import FragmentCache, listing_size
@@ -95,7 +95,7 @@ def test_expansion_cache() -> None:
         assert held() <= bound + SLACK
 
 
-def _render(row: tuple[object, ...]) -> bytes:
+def _render(row: Sequence[object]) -> bytes:
     return (f"<D:response><D:href>/dav/tech/personal/{row[0]}</D:href><D:propstat><D:prop>"
             f"<D:getetag>{row[1]}</D:getetag></D:prop></D:propstat></D:response>").encode()
 
