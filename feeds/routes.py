@@ -85,7 +85,8 @@ def feed(token: str) -> Response:
         if _not_modified(found):
             response = Response(status=304, headers=headers)
         else:
-            body = _cache().get(found.etag)
+            cached = _cache().get(found.etag)
+            body = cached if isinstance(cached, bytes) else None  # feeds are kept as bytes
             if body is None:
                 body = assemble(session, plan, window,
                                 refresh_minutes=config.feed_refresh_minutes,

@@ -25,6 +25,8 @@ from share.landing import bp as landing_bp
 from share.manage import bp as manage_bp
 from share.routes import bp as share_bp
 
+FEED_CACHE_BYTES = 16 * 1024 * 1024  # feeds are at most FIELDCAL_FEED_MAX_BYTES each
+
 
 def _console_principal() -> Principal | None:
     """A dispatcher's console session stands for a dispatcher at /api/v1."""
@@ -43,7 +45,7 @@ def create_app(test_config: dict[str, Any] | None = None, settings: Settings | N
     audit_anchor.setup(settings)  # fails closed without FIELDCAL_AUDIT_KEYS
     app.extensions["fieldcal.db"] = get_database(settings.database_url)
     app.extensions["fieldcal.signer"] = LinkSigner(settings.secret_keys)
-    app.extensions["fieldcal.feed_cache"] = BodyCache[bytes]()
+    app.extensions["fieldcal.feed_cache"] = BodyCache[bytes](FEED_CACHE_BYTES)
     install_redaction(app.logger)
     app.register_blueprint(feeds_bp)
     app.register_blueprint(share_bp)

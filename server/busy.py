@@ -142,13 +142,21 @@ def busy_blocks(text: str, start: dt.datetime, end: dt.datetime,
             yield BusyBlock(occurrence.starts_at, occurrence.ends_at, occurrence.uid)
 
 
+def occurrences_size(occurrences: tuple[Occurrence, ...]) -> int:
+    """Bytes of memory a tuple of occurrences takes (the tuple, occurrences, times and texts)."""
+    total = sys.getsizeof(occurrences)
+    for o in occurrences:
+        total += (sys.getsizeof(o) + sys.getsizeof(vars(o)) + sys.getsizeof(o.starts_at)
+                  + sys.getsizeof(o.ends_at) + sys.getsizeof(o.uid) + sys.getsizeof(o.summary))
+    return total
+
+
 def memory_size(expansion: Expansion) -> int:
     """Bytes of memory an expansion takes (its tuple, occurrences, times and texts)."""
-    total = sys.getsizeof(expansion) + sys.getsizeof(expansion.occurrences)
-    for o in expansion.occurrences:
-        total += (sys.getsizeof(o) + sys.getsizeof(o.starts_at) + sys.getsizeof(o.ends_at)
-                  + sys.getsizeof(o.uid) + sys.getsizeof(o.summary))
-    return total
+    return sys.getsizeof(expansion) + occurrences_size(expansion.occurrences)
+
+
+ENTRY_OVERHEAD = 200  # an OrderedDict slot and its link, the (expansion, size) pair, a day
 
 
 class ExpansionCache:
@@ -192,7 +200,7 @@ class ExpansionCache:
                 return held[0]
         start = self.first_moment(day)
         found = expand(text, start, start + dt.timedelta(days=CACHED_DAYS))
-        size = memory_size(found)
+        size = memory_size(found) + sys.getsizeof(key) + ENTRY_OVERHEAD
         if size > self._max_bytes:
             return found
         with self._lock:

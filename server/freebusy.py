@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
@@ -28,7 +29,14 @@ import icalendar
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from server.busy import EXPANSIONS, MAX_OCCURRENCES, Occurrence, expand, occurrence_of
+from server.busy import (
+    EXPANSIONS,
+    MAX_OCCURRENCES,
+    Occurrence,
+    expand,
+    occurrence_of,
+    occurrences_size,
+)
 from server.errors import InvalidInput
 from server.ical import PRODID
 from server.models import (
@@ -47,6 +55,7 @@ MAX_WINDOW = dt.timedelta(days=366)
 MAX_ROUNDS = 20  # capped expansions of one item; the rest of the window then counts as busy
 UTC_FORMAT = "%Y%m%dT%H%M%SZ"
 RECURRENCE_WORDS = ("RRULE", "RDATE", "EXRULE", "RECURRENCE-ID")
+ENTRY_OVERHEAD = 100  # an OrderedDict slot: its hash table entry and its link
 
 
 @dataclass(frozen=True, order=True)
@@ -144,12 +153,25 @@ class PlainCache:
 
     Most stored objects are single events: they need no recurrence expansion, only
     their own times (a word of a recurrence anywhere in the text takes the long way).
+    Bounded in bytes of memory (`entry_size`); the least recently used go first.
     """
 
-    def __init__(self, size: int = 16_384) -> None:
-        self._entries: OrderedDict[str, tuple[Occurrence, ...] | None] = OrderedDict()
-        self._size = size
+    def __init__(self, max_bytes: int = 4 * 1024 * 1024) -> None:
+        self._entries: OrderedDict[str, tuple[tuple[Occurrence, ...] | None, int]] = OrderedDict()
+        self._max_bytes = max_bytes
+        self._bytes = 0
         self._lock = threading.Lock()
+
+    @property
+    def size(self) -> int:
+        """Bytes held now."""
+        return self._bytes
+
+    @staticmethod
+    def entry_size(etag: str, found: tuple[Occurrence, ...] | None) -> int:
+        """The key, the value and the cache's own entry (a dict slot and a tuple)."""
+        held = 0 if found is None else occurrences_size(found)
+        return sys.getsizeof(etag) + held + sys.getsizeof((found, 0)) + ENTRY_OVERHEAD
 
     @staticmethod
     def read(text: str) -> tuple[Occurrence, ...] | None:
@@ -163,14 +185,19 @@ class PlainCache:
 
     def get(self, etag: str, text: str) -> tuple[Occurrence, ...] | None:
         with self._lock:
-            if etag in self._entries:
+            held = self._entries.get(etag)
+            if held is not None:
                 self._entries.move_to_end(etag)
-                return self._entries[etag]
+                return held[0]
         found = self.read(text)
+        size = self.entry_size(etag, found)
         with self._lock:
-            self._entries[etag] = found
-            while len(self._entries) > self._size:
-                self._entries.popitem(last=False)
+            if etag not in self._entries and size <= self._max_bytes:
+                self._entries[etag] = (found, size)
+                self._bytes += size
+            while self._bytes > self._max_bytes:
+                _, (_, old_size) = self._entries.popitem(last=False)
+                self._bytes -= old_size
         return found
 
 

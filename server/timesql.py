@@ -32,17 +32,30 @@ UTC_FUNCTION = "fieldcal_utc"
 UNIXEPOCH_SINCE = (3, 38, 0)  # SQLite's unixepoch(): whole seconds, faster than strftime('%s')
 
 
-@functools.lru_cache(maxsize=256)
-def _zone(name: str) -> ZoneInfo | None:
+@functools.lru_cache(maxsize=256)  # names of at most MAX_ZONE characters: < 64 KB with the zones
+def _known_zone(name: str) -> ZoneInfo | None:
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
         return None
 
 
-@functools.lru_cache(maxsize=1 << 16)
-def sqlite_local(stamp: str | None, zone: str | None) -> str | None:
-    """UTC storage text -> the wall-clock time in `zone` (NULL for NULL or an unknown zone)."""
+def _zone(name: str) -> ZoneInfo | None:
+    return _known_zone(name) if len(name) <= MAX_ZONE else None  # no IANA name is longer
+
+
+# Each conversion cache holds at most CACHE_BYTES: an entry (arguments, result, the
+# cache's own node) takes at most ENTRY_BYTES when the stamp has at most MAX_STAMP and the
+# zone at most MAX_ZONE characters (tests/test_cache_bounds.py measures it); longer
+# arguments are converted without the cache.
+CACHE_BYTES = 4 * 1024 * 1024
+MAX_STAMP = 32
+MAX_ZONE = 64
+ENTRY_BYTES = 512
+CACHED_CALLS = CACHE_BYTES // ENTRY_BYTES
+
+
+def _local(stamp: str | None, zone: str | None) -> str | None:
     if stamp is None or zone is None:
         return None
     where = _zone(zone)
@@ -52,10 +65,7 @@ def sqlite_local(stamp: str | None, zone: str | None) -> str | None:
     return moment.replace(tzinfo=None).strftime(SQLITE_FORMAT)
 
 
-@functools.lru_cache(maxsize=1 << 16)
-def sqlite_utc(wall: str | None, zone: str | None) -> str | None:
-    """A wall-clock time in `zone` -> UTC storage text. A time skipped by a clock change
-    counts in the offset before the change, as PostgreSQL and `hours.local` count it."""
+def _utc(wall: str | None, zone: str | None) -> str | None:
     if wall is None or zone is None:
         return None
     where = _zone(zone)
@@ -63,6 +73,29 @@ def sqlite_utc(wall: str | None, zone: str | None) -> str | None:
         return None
     moment = dt.datetime.fromisoformat(wall).replace(tzinfo=where).astimezone(dt.UTC)
     return moment.replace(tzinfo=None).strftime(SQLITE_FORMAT)
+
+
+_cached_local = functools.lru_cache(maxsize=CACHED_CALLS)(_local)
+_cached_utc = functools.lru_cache(maxsize=CACHED_CALLS)(_utc)
+
+
+def _small(value: str | None, longest: int) -> bool:
+    return value is None or len(value) <= longest
+
+
+def sqlite_local(stamp: str | None, zone: str | None) -> str | None:
+    """UTC storage text -> the wall-clock time in `zone` (NULL for NULL or an unknown zone)."""
+    if _small(stamp, MAX_STAMP) and _small(zone, MAX_ZONE):
+        return _cached_local(stamp, zone)
+    return _local(stamp, zone)
+
+
+def sqlite_utc(wall: str | None, zone: str | None) -> str | None:
+    """A wall-clock time in `zone` -> UTC storage text. A time skipped by a clock change
+    counts in the offset before the change, as PostgreSQL and `hours.local` count it."""
+    if _small(wall, MAX_STAMP) and _small(zone, MAX_ZONE):
+        return _cached_utc(wall, zone)
+    return _utc(wall, zone)
 
 
 def register_sqlite(connection: sqlite3.Connection) -> None:

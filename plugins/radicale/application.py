@@ -185,7 +185,7 @@ class Application(RadicaleApplication):
             state.end_login(token)
         if refused_for is not None and status.startswith("401"):
             return too_many_attempts(refused_for)
-        return status, headers, answers
+        return status, headers, whole_get.chunks(answers)
 
     def _database(self) -> Database:
         handle = self.__dict__.get("_database_handle")

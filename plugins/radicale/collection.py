@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from plugins.radicale import bounds, phone_edits, recurring, serialize, state, time_range, whole_get
 from plugins.radicale.stored_item import StoredItem, http_date
 from server import calendars, changes, ical, scheduling
+from server.bodycache import Packed
 from server.busy import EXPANSIONS
 from server.errors import Forbidden
 from server.models import Appointment, CalendarItem, Collection, CollectionKind
@@ -280,15 +281,23 @@ class DbCollection(radicale_storage.BaseCollection):
         if body is None:
             with self._reading() as session:  # streamed: the texts are not all held at once
                 texts = session.execute(
-                    select(CalendarItem.text).where(CalendarItem.collection_id == self._row.id)
-                    .order_by(CalendarItem.id).execution_options(yield_per=STREAM_ROWS)
-                ).scalars()
-                body = serialize.whole_calendar_bytes(texts, name=name, description=description)
+                    self._texts().execution_options(yield_per=STREAM_ROWS)).scalars()
+                body = serialize.whole_calendar_body(
+                    texts, name=name, description=description,
+                    plain_limit=whole_get.PLAIN_LIMIT,
+                    timezone_texts=lambda: session.scalars(
+                        self._texts().where(CalendarItem.text.contains("BEGIN:VTIMEZONE"))))
             WHOLE_CALENDARS.put(key, body)
         notes.whole_calendar, notes.whole_body = key, body
         if notes.serving_get:
             return ""  # whole_get.finish answers with the bytes (no text copy, no encoding)
+        if isinstance(body, Packed):
+            return b"".join(body.inflating()).decode("utf-8")
         return body.decode("utf-8")
+
+    def _texts(self) -> Select[Any]:
+        return (select(CalendarItem.text).where(CalendarItem.collection_id == self._row.id)
+                .order_by(CalendarItem.id))
 
     # ------------------------------------------------------------------ writing
 

@@ -2,26 +2,39 @@
 
 A fragment is named by the listing it belongs to (the "shape": prefix, path,
 properties, user, rights) and by the item row it was rendered from (href, etag,
-component and, when asked for, modification time and length): a changed item
-is a new row, so a fragment is never stale. Each listing keeps only the
-fragments of the items it had last time; whole listings are evicted, least
-recently used first, beyond `max_bytes`.
+component and, when asked for, modification time and length), joined into one
+string: a changed item is a new row, so a fragment is never stale. Each listing
+keeps only the fragments of the items it had last time; whole listings are
+evicted, least recently used first, beyond `max_bytes`. A listing's size is
+what Python holds for it (`listing_size`: the dict, its keys and fragments), and
+a listing bigger than the bound is rendered but not kept.
 """
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Sequence
 
 Row = Sequence[object]
-DEFAULT_MAX_BYTES = 48 * 1024 * 1024
+DEFAULT_MAX_BYTES = 16 * 1024 * 1024
+SEPARATOR = "\x00"  # in no href, etag or date
+
+
+def row_key(row: Row) -> str:
+    return SEPARATOR.join(map(str, row))
+
+
+def listing_size(kept: dict[str, bytes]) -> int:
+    """Bytes of memory a listing's fragments take (the dict, its keys and values)."""
+    return sys.getsizeof(kept) + sum(sys.getsizeof(k) + sys.getsizeof(v) for k, v in kept.items())
 
 
 class FragmentCache:
     def __init__(self, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
         self._max_bytes = max_bytes
-        self._listings: OrderedDict[Hashable, tuple[dict[Row, bytes], int]] = OrderedDict()
+        self._listings: OrderedDict[Hashable, tuple[dict[str, bytes], int]] = OrderedDict()
         self._size = 0
         self._lock = threading.Lock()
 
@@ -29,17 +42,32 @@ class FragmentCache:
     def size(self) -> int:
         return self._size
 
+    @property
+    def max_bytes(self) -> int:
+        return self._max_bytes
+
     def fragments(self, shape: Hashable, rows: Iterable[Row],
                   render: Callable[[Row], bytes]) -> list[bytes]:
         """The fragment of each row, in order: cached ones reused, the others rendered."""
         with self._lock:
             old, old_size = self._listings.pop(shape, ({}, 0))
             self._size -= old_size
-        rows = list(rows)
-        found = old.get
-        out = [found(row) or render(row) for row in rows]
-        kept = dict(zip(rows, out, strict=True))
-        size = sum(map(len, out)) + 64 * len(out)  # the keys and the dict, roughly
+        out: list[bytes] = []
+        kept: dict[str, bytes] | None = {}
+        size = sys.getsizeof(kept)
+        for row in rows:
+            key = row_key(row)
+            fragment = old.pop(key, None) or render(row)
+            out.append(fragment)
+            if kept is not None:
+                kept[key] = fragment
+                size += sys.getsizeof(key) + sys.getsizeof(fragment)
+                if size > self._max_bytes:
+                    kept = None  # too big to keep: rendered for this answer alone
+        del old
+        if kept is None:
+            return out
+        size += sys.getsizeof(kept) - sys.getsizeof({})  # the table grew with the listing
         if size > self._max_bytes:
             return out
         with self._lock:

@@ -45,12 +45,15 @@ from plugins.radicale.propfind_props import (
 )
 from plugins.radicale.state import current
 from plugins.radicale.stored_item import http_date
+from server.bodycache import Pieces
 from server.models import CalendarItem
 
 Response = tuple[int, Any, Any, Any]
 PLAIN_RIGHTS = frozenset("rw")
 IDENTITY = ("", "identity")
 FRAGMENTS = FragmentCache()
+ROW_BATCH = 1000
+JOINED = (b"calendar-user-address-set", b"supported-address-data")  # rewritten after: bytes
 _enabled: contextvars.ContextVar[bool] = contextvars.ContextVar("propfind_fast", default=True)
 
 
@@ -99,7 +102,7 @@ def _taken(app: Any, environ: dict[str, Any], path: str, user: str) -> bool:
             and len([s for s in path.split("/") if s]) == 2)
 
 
-def _rows(collection: DbCollection, template: ItemTemplate) -> list[Row]:
+def _rows(collection: DbCollection, template: ItemTemplate) -> Iterator[Row]:
     """(href, etag, component[, modified][, length]) of every item, in Radicale's order."""
     session = current().session
     columns: list[Any] = [CalendarItem.href, CalendarItem.etag, CalendarItem.component]
@@ -119,7 +122,8 @@ def _rows(collection: DbCollection, template: ItemTemplate) -> list[Row]:
     cursor = connection.connection.cursor()
     try:
         cursor.execute(sql)
-        return list(map(tuple, cursor.fetchall()))
+        while batch := cursor.fetchmany(ROW_BATCH):  # not all rows held at once
+            yield from batch
     finally:
         cursor.close()
 
@@ -179,11 +183,14 @@ def answer(app: Any, environ: dict[str, Any], base_prefix: str, path: str, user:
             template = ItemTemplate(props, request, declared_prefixes(head))
         except UnknownPrefix:
             return None
-        rows = _rows(found, template)
-    shape = (request, props, head[:head.index(b">", head.index(b"?>") + 2)])
-    fragments = FRAGMENTS.fragments(shape, rows, _renderer(template))
+        shape = (request, props, head[:head.index(b">", head.index(b"?>") + 2)])
+        fragments = FRAGMENTS.fragments(shape, _rows(found, template), _renderer(template))
     close = head.rindex(b"</")
-    answer_body = b"".join((head[:close], *fragments, head[close:]))
+    pieces = [head[:close], *fragments, head[close:]]
+    del fragments
+    answer_body: bytes | Pieces = Pieces(pieces)  # written out in chunks, never joined
+    if any(marker in head for marker in JOINED):  # Application.do_PROPFIND edits those
+        answer_body = b"".join(pieces)
     COUNTS.answered += 1
     request_info["status"] = client.MULTI_STATUS
     headers = {"DAV": httputils.DAV_HEADERS, "Content-Type": f"text/xml; charset={app._encoding}"}

@@ -2,17 +2,19 @@
 
 Each stored text is one VCALENDAR; its components are copied as they are,
 VTIMEZONEs once per TZID, under one VCALENDAR that carries the calendar's
-name (X-WR-CALNAME) and description (X-WR-CALDESC).
+name (X-WR-CALNAME) and description (X-WR-CALDESC). A big calendar is made
+as its gzip alone (server.bodycache.Packed), never held as plain text.
 """
 
 from __future__ import annotations
 
-import io
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 
+from server.bodycache import GzipWriter, Packed
 from server.contentlines import CRLF, escape_text, fold
 
 PRODID = "-//fieldcal//fieldcal 0.1//EN"
+TAIL = b"END:VCALENDAR\r\n"
 
 
 def _split_components(text: str, timezones: dict[str, str], out: list[str]) -> None:
@@ -48,31 +50,68 @@ def _split_components(text: str, timezones: dict[str, str], out: list[str]) -> N
             depth -= 1
 
 
-def whole_calendar_bytes(texts: Iterable[str], *, name: str = "", description: str = "") -> bytes:
-    """The whole calendar as UTF-8. The components go straight into one buffer as the texts
-    stream by (VTIMEZONEs are kept aside and put first): the body is held about twice at
-    most, never as a list of pieces beside a joined copy."""
-    timezones: dict[str, str] = {}
-    body = io.BytesIO()
-    for text in texts:
-        # The common case, one slice: CRLF text without VTIMEZONE.
-        if text.startswith("BEGIN:VCALENDAR\r\n") and "BEGIN:VTIMEZONE" not in text:
-            start = text.find("\r\nBEGIN:", 15)
-            end = text.rfind("END:VCALENDAR")
-            if start != -1 and end > start:
-                body.write(text[start + 2:end].encode("utf-8"))
-                continue
-        components: list[str] = []
-        _split_components(text, timezones, components)
-        for component in components:
-            body.write(component.encode("utf-8"))
+def _pieces(text: str, timezones: dict[str, str]) -> Iterator[bytes]:
+    """The components of one stored text as UTF-8; its VTIMEZONEs go to `timezones`."""
+    # The common case, one slice: CRLF text without VTIMEZONE.
+    if text.startswith("BEGIN:VCALENDAR\r\n") and "BEGIN:VTIMEZONE" not in text:
+        start = text.find("\r\nBEGIN:", 15)
+        end = text.rfind("END:VCALENDAR")
+        if start != -1 and end > start:
+            yield text[start + 2:end].encode("utf-8")
+            return
+    components: list[str] = []
+    _split_components(text, timezones, components)
+    for component in components:
+        yield component.encode("utf-8")
+
+
+def _head(name: str, description: str, timezones: dict[str, str]) -> bytes:
     head = ["BEGIN:VCALENDAR", "VERSION:2.0", f"PRODID:{PRODID}"]
     if name:
         head.append(fold(f"X-WR-CALNAME:{escape_text(name)}"))
     if description:
         head.append(fold(f"X-WR-CALDESC:{escape_text(description)}"))
-    first = (CRLF.join(head) + CRLF + "".join(timezones.values())).encode("utf-8")
-    return b"".join((first, body.getbuffer(), b"END:VCALENDAR\r\n"))
+    return (CRLF.join(head) + CRLF + "".join(timezones.values())).encode("utf-8")
+
+
+def whole_calendar_bytes(texts: Iterable[str], *, name: str = "", description: str = "") -> bytes:
+    """The whole calendar as UTF-8 (VTIMEZONEs, kept aside as the texts stream by, first)."""
+    found = whole_calendar_body(texts, name=name, description=description)
+    assert isinstance(found, bytes)  # no limit: never packed
+    return found
+
+
+def whole_calendar_body(texts: Iterable[str], *, name: str = "", description: str = "",
+                        plain_limit: int | None = None,
+                        timezone_texts: Callable[[], Iterable[str]] | None = None
+                        ) -> bytes | Packed:
+    """The whole calendar: UTF-8 bytes, or, once it grows past `plain_limit` bytes, its gzip
+    alone (`Packed`, the same bytes as the gzip of the plain body), made as the texts
+    stream by, so that the plain body is never held. The gzip starts with every VTIMEZONE:
+    `timezone_texts` gives the stored texts that have one (in the order of `texts`)."""
+    timezones: dict[str, str] = {}
+    pieces: list[bytes] = []
+    size = 0
+    packer: GzipWriter | None = None
+    for text in texts:
+        for piece in _pieces(text, timezones):
+            if packer is not None:
+                packer.write(piece)
+                continue
+            pieces.append(piece)
+            size += len(piece)
+            if plain_limit is not None and timezone_texts is not None and size > plain_limit:
+                for with_zone in timezone_texts():
+                    _split_components(with_zone, timezones, [])
+                packer = GzipWriter()
+                packer.write(_head(name, description, timezones))
+                for held in pieces:
+                    packer.write(held)
+                pieces = []
+    if packer is not None:
+        packer.write(TAIL)
+        return packer.finish()
+    return b"".join((_head(name, description, timezones), *pieces, TAIL))
 
 
 def whole_calendar(texts: Iterable[str], *, name: str = "", description: str = "") -> str:

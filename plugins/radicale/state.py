@@ -20,6 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from server.actors import Actor
+from server.bodycache import Packed
 from server.config import load_settings
 from server.context import Context
 from server.db import Database, get_database
@@ -76,7 +77,7 @@ class RequestNotes:
     whole_calendar: Hashable | None = None  # the cache key of the whole calendar served
     not_modified: bool = False  # If-None-Match named the whole calendar's current ETag
     serving_get: bool = False  # a GET: a whole calendar is answered as cached bytes, not as text
-    whole_body: bytes | None = None  # the whole calendar served (UTF-8)
+    whole_body: bytes | Packed | None = None  # the whole calendar served (UTF-8, or its gzip)
     vcard_version: str = ""  # the vCard version the client asked for ("" = the default)
 
 

@@ -3,7 +3,10 @@
 Radicale compresses every answer again for every request that accepts gzip, and
 answers a GET in full whatever its If-None-Match says. A whole calendar is
 served from `WHOLE_CALENDARS` (keyed by collection and sync_seq) and its gzip is
-kept beside it, so a version is compressed once per process. The gzip variant
+kept beside it, so a version is compressed once per process. A calendar bigger
+than PLAIN_LIMIT is kept as its gzip alone and inflated as it is written out for
+a client that does not take gzip (its answer is a `Streamed` body, which
+plugins.radicale.application hands to the server as the body's chunks). The gzip variant
 has an ETag of its own (`-gzip` suffix, as the web pages' compression does: the
 bytes differ); both forms revalidate. Every GET answer carries
 `Vary: Accept-Encoding`, and gzip goes only to a client that asked for it.
@@ -11,16 +14,17 @@ bytes differ); both forms revalidate. Every GET answer carries
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from plugins.radicale.state import RequestNotes
-from server.bodycache import BodyCache, gzip_body
+from server.bodycache import BodyCache, Packed, Streamed, gzip_body
 from server.web.compress import accepts_gzip_header, gzip_etag
 
 Response = tuple[int, Any, Any, Any]
 ENCODING_HEADER = "HTTP_ACCEPT_ENCODING"
-WHOLE_CALENDARS: BodyCache[bytes] = BodyCache(32 * 1024 * 1024)
+WHOLE_CALENDARS: BodyCache[bytes] = BodyCache(16 * 1024 * 1024)
+PLAIN_LIMIT = 4 * 1024 * 1024  # a bigger calendar is kept (and made) as its gzip alone
 CALENDAR_TYPE = "text/calendar; charset=utf-8"
 
 
@@ -49,6 +53,13 @@ def _not_modified(headers: Mapping[str, str], etag: str) -> Response:
     return 304, {**kept, "ETag": etag}, None, None
 
 
+def chunks(answers: Iterable[bytes]) -> Iterable[bytes]:
+    """What the server writes out for Radicale's answers: a `Streamed` body as its chunks."""
+    if isinstance(answers, list) and len(answers) == 1 and isinstance(answers[0], Streamed):
+        return answers[0]
+    return answers
+
+
 def finish(environ: dict[str, Any], response: Response, notes: RequestNotes) -> Response:
     """The GET answer Radicale built, made conditional and (for a calendar) gzipped from cache."""
     status, headers, answer, xml_request = response
@@ -64,11 +75,16 @@ def finish(environ: dict[str, Any], response: Response, notes: RequestNotes) -> 
     if notes.whole_calendar is None or notes.whole_body is None:
         return status, headers, answer, xml_request
     headers["Content-Type"] = CALENDAR_TYPE  # bytes: Radicale adds no charset to them
+    body = notes.whole_body
     if not gzip_wanted:
-        return status, headers, notes.whole_body, xml_request
-    packed = WHOLE_CALENDARS.gzipped(notes.whole_calendar)
-    if packed is None:  # too big to keep in the cache: compressed for this answer alone
-        packed = gzip_body(notes.whole_body)
+        if isinstance(body, Packed):
+            environ[ENCODING_HEADER] = "identity"  # Radicale must not compress the chunks
+            return status, headers, body.inflating(), xml_request
+        return status, headers, body, xml_request
+    if isinstance(body, Packed):
+        packed = body.gzipped
+    else:
+        packed = WHOLE_CALENDARS.gzipped(notes.whole_calendar) or gzip_body(body)  # or: not kept
     environ[ENCODING_HEADER] = "identity"  # already encoded: Radicale must not compress again
     headers["Content-Encoding"] = "gzip"
     if etag:

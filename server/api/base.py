@@ -23,6 +23,7 @@ from spectree.models import SecureType
 from sqlalchemy.orm import Session
 
 from server import idempotency
+from server.api import PREFIX as API_PREFIX
 from server.api.auth import Principal, require
 from server.api.problems import ApiProblem, from_exception, known_zone
 from server.api.schemas import Problem
@@ -33,7 +34,7 @@ from server.web.context import database, settings
 
 F = TypeVar("F", bound=Callable[..., Any])
 M = TypeVar("M", bound=BaseModel)
-PREFIX = "/api/v1"
+PREFIX = API_PREFIX
 TIMEZONE_HEADER = "Fieldcal-Timezone"
 MAX_ID = 2**31 - 1  # ids are 32-bit integers on every backend
 ERRORS = (401, 403, 404, 409, 412, 415, 422, 428, 503)
