@@ -76,13 +76,8 @@ def seeded(events: int, postgres: str | None) -> dict[str, str]:
 
 
 def _app(info: dict[str, str]) -> Any:
-    import wsgi  # the composition root, as gunicorn loads it
-    from server.config import load_settings
-    return wsgi.create_wsgi_app(load_settings({
-        "FIELDCAL_INSTANCE": info["instance"], "FIELDCAL_DATABASE_URL": info["url"],
-        "FIELDCAL_SECRET_KEYS": "bench-memory-" + "k" * 32, "FIELDCAL_AUDIT_KEYS": info["audit_key"],
-        "FIELDCAL_DAV_AUTH_DELAY": "0", "FIELDCAL_MANAGE_CUTOFF_HOURS": "0",
-    }))
+    from bench.seed import inprocess_app
+    return inprocess_app(info["instance"], info["url"], info["audit_key"])
 
 
 class Caller:

@@ -14,7 +14,6 @@ Both answers are checked equal (parsed) before anything is timed. Prints medians
 from __future__ import annotations
 
 import argparse
-import base64
 import os
 import secrets
 import statistics
@@ -29,10 +28,9 @@ from werkzeug.test import Client
 
 from bench.caldav_bench import PROPFIND_BODY
 from bench.events import generate
-from bench.seed import LOGIN, seed_fieldcal
+from bench.seed import LOGIN, basic_auth, inprocess_app, seed_fieldcal
 from plugins.radicale import propfind_fast
 from server import audit
-from server.config import load_settings
 
 PATH = f"/dav/{LOGIN}/personal/"
 
@@ -56,16 +54,10 @@ def main(argv: list[str] | None = None) -> int:
     url = f"sqlite:///{folder / 'fieldcal.sqlite3'}"
     key = secrets.token_urlsafe(32)
     audit.configure(url, audit.AuditKeys((key,)))
-    seeded = seed_fieldcal(url, generate(args.events))
-    import wsgi  # the composition root, at the top of the repository
-    app = wsgi.create_wsgi_app(load_settings({
-        "FIELDCAL_INSTANCE": str(folder), "FIELDCAL_DATABASE_URL": url,
-        "FIELDCAL_SECRET_KEYS": secrets.token_urlsafe(32), "FIELDCAL_AUDIT_KEYS": key,
-        "FIELDCAL_DAV_AUTH_DELAY": "0", "FIELDCAL_MANAGE_CUTOFF_HOURS": "0",
-    }))
+    seeded = seed_fieldcal(url, generate(args.events), key)
+    app = inprocess_app(folder, url, key)
     client = Client(app)
-    token = base64.b64encode(f"{LOGIN}:{seeded.password}".encode()).decode()
-    headers = {"Authorization": f"Basic {token}", "Depth": "1",
+    headers = {"Authorization": basic_auth(LOGIN, seeded.password), "Depth": "1",
                "Content-Type": "application/xml; charset=utf-8"}
 
     def listing() -> bytes:

@@ -15,7 +15,6 @@ With `--profile N`, N more PUTs are profiled and the top functions printed.
 from __future__ import annotations
 
 import argparse
-import base64
 import cProfile
 import io
 import os
@@ -35,9 +34,8 @@ from sqlalchemy import Engine, event
 from werkzeug.test import Client
 
 from bench.events import generate, new_event
-from bench.seed import LOGIN, radicale_config, seed_fieldcal
+from bench.seed import LOGIN, basic_auth, inprocess_app, radicale_config, seed_fieldcal
 from bench.sides import scratch_postgres
-from server.config import load_settings
 from server.db import get_database
 
 PATH = f"/dav/{LOGIN}/personal/"
@@ -88,8 +86,7 @@ def _measure(put: Callable[[int], None], counter: Counter | None, first: int, re
 
 
 def _putter(client: Client, prefix: str, password: str) -> Callable[[int], None]:
-    token = base64.b64encode(f"{LOGIN}:{password}".encode()).decode()
-    headers = {"Authorization": f"Basic {token}", "If-None-Match": "*",
+    headers = {"Authorization": basic_auth(LOGIN, password), "If-None-Match": "*",
                "Content-Type": "text/calendar; charset=utf-8"}
 
     def put(index: int) -> None:
@@ -153,12 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     with _database(args.postgres, folder) as url:
         key = secrets.token_urlsafe(32)
         seeded = seed_fieldcal(url, generate(args.events), key)
-        import wsgi  # the composition root, at the top of the repository
-        app = wsgi.create_wsgi_app(load_settings({
-            "FIELDCAL_INSTANCE": str(folder), "FIELDCAL_DATABASE_URL": url,
-            "FIELDCAL_SECRET_KEYS": secrets.token_urlsafe(32), "FIELDCAL_AUDIT_KEYS": key,
-            "FIELDCAL_DAV_AUTH_DELAY": "0", "FIELDCAL_MANAGE_CUTOFF_HOURS": "0",
-        }))
+        app = inprocess_app(folder, url, key)
         put = _putter(Client(app), "/dav", seeded.password)
         counter = Counter()
         counter.attach(get_database(url).engine)

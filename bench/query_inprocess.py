@@ -21,7 +21,6 @@ largest size.
 from __future__ import annotations
 
 import argparse
-import base64
 import cProfile
 import datetime as dt
 import io
@@ -40,10 +39,9 @@ from typing import Any
 from werkzeug.test import Client
 
 from bench.events import PLACES, TOPICS, Event, generate
-from bench.seed import LOGIN, seed_fieldcal
+from bench.seed import LOGIN, basic_auth, inprocess_app, seed_fieldcal
 from plugins.radicale import query_fast
 from server import audit
-from server.config import load_settings
 
 PATH = f"/dav/{LOGIN}/personal/"
 DENSE = 400
@@ -106,15 +104,9 @@ def prepare(events: int, profile: bool) -> dict[tuple[int, int, str], Callable[[
     key = secrets.token_urlsafe(32)
     audit.configure(url, audit.AuditKeys((key,)))
     seeded = seed_fieldcal(url, generate(events - DENSE) + dense_week(), key)
-    import wsgi  # the composition root, at the top of the repository
-    app = wsgi.create_wsgi_app(load_settings({
-        "FIELDCAL_INSTANCE": str(folder), "FIELDCAL_DATABASE_URL": url,
-        "FIELDCAL_SECRET_KEYS": secrets.token_urlsafe(32), "FIELDCAL_AUDIT_KEYS": key,
-        "FIELDCAL_DAV_AUTH_DELAY": "0", "FIELDCAL_MANAGE_CUTOFF_HOURS": "0",
-    }))
+    app = inprocess_app(folder, url, key)
     client = Client(app)
-    token = base64.b64encode(f"{LOGIN}:{seeded.password}".encode()).decode()
-    headers = {"Authorization": f"Basic {token}", "Depth": "1",
+    headers = {"Authorization": basic_auth(LOGIN, seeded.password), "Depth": "1",
                "Content-Type": "application/xml; charset=utf-8"}
     calls: dict[tuple[int, int, str], Callable[[], bytes]] = {}
     for monday, hits in (STANDARD, (DENSE_MONDAY, DENSE + 1)):

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from bench.events import Event
 from server import audit, calendars, directory, migrate
@@ -79,3 +81,18 @@ def seed_fieldcal(database_url: str, events: list[Event], audit_key: str) -> See
     finally:
         database.dispose()
     return Seeded(password, time.perf_counter() - began)
+
+
+def inprocess_app(folder: Path | str, database_url: str, audit_key: str) -> Any:
+    """fieldcal's composed WSGI app, as gunicorn builds it, for the in-process benchmarks."""
+    import wsgi  # the composition root, at the top of the repository
+    from server.config import load_settings
+    return wsgi.create_wsgi_app(load_settings({
+        "FIELDCAL_INSTANCE": str(folder), "FIELDCAL_DATABASE_URL": database_url,
+        "FIELDCAL_SECRET_KEYS": secrets.token_urlsafe(32), "FIELDCAL_AUDIT_KEYS": audit_key,
+        "FIELDCAL_DAV_AUTH_DELAY": "0", "FIELDCAL_MANAGE_CUTOFF_HOURS": "0",
+    }))
+
+
+def basic_auth(login: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{login}:{password}".encode()).decode()

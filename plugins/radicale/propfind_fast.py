@@ -21,7 +21,7 @@ import contextvars
 import datetime as dt
 import io
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager as ContextManager
 from dataclasses import dataclass
 from http import client
 from typing import Any
@@ -35,6 +35,7 @@ from sqlalchemy import String, cast, func, select, type_coerce
 from sqlalchemy.types import LargeBinary
 
 from plugins.radicale.collection import DbCollection
+from plugins.radicale.fast_paths import plain_utf8, switched_off
 from plugins.radicale.propfind_cache import FragmentCache, Row
 from plugins.radicale.propfind_props import (
     ItemTemplate,
@@ -50,7 +51,6 @@ from server.models import CalendarItem
 
 Response = tuple[int, Any, Any, Any]
 PLAIN_RIGHTS = frozenset("rw")
-IDENTITY = ("", "identity")
 FRAGMENTS = FragmentCache()
 ROW_BATCH = 1000
 JOINED = (b"calendar-user-address-set", b"supported-address-data")  # rewritten after: bytes
@@ -67,23 +67,14 @@ class Counts:
 COUNTS = Counts()
 
 
-@contextmanager
-def disabled() -> Iterator[None]:
+def disabled() -> ContextManager[None]:
     """Radicale answers every PROPFIND in this context (the differential test's reference)."""
-    token = _enabled.set(False)
-    try:
-        yield
-    finally:
-        _enabled.reset(token)
+    return switched_off(_enabled)
 
 
 def _body(environ: dict[str, Any]) -> bytes | None:
     """The request body, put back for Radicale; None when it is not plain UTF-8 XML."""
-    if environ.get("HTTP_CONTENT_ENCODING", "").strip().lower() not in IDENTITY:
-        return None
-    content_type = environ.get("CONTENT_TYPE", "")
-    charset = content_type.lower().partition("charset=")[2].split(";")[0].strip().strip('"')
-    if charset not in ("", "utf-8", "utf8"):
+    if not plain_utf8(environ):
         return None
     try:
         length = int(environ.get("CONTENT_LENGTH") or 0)

@@ -23,8 +23,8 @@ import contextvars
 import io
 import threading
 from collections import OrderedDict
-from collections.abc import Hashable, Iterator
-from contextlib import contextmanager
+from collections.abc import Hashable
+from contextlib import AbstractContextManager as ContextManager
 from dataclasses import dataclass
 from http import client
 from typing import Any
@@ -38,11 +38,11 @@ from radicale.app.report import test_filter
 
 from plugins.radicale import sync_report
 from plugins.radicale.collection import DbCollection
+from plugins.radicale.fast_paths import plain_utf8, switched_off
 from plugins.radicale.query_shape import CALENDAR_DATA, GETCONTENTTYPE, GETETAG, Query, parse
 from plugins.radicale.stored_item import StoredItem
 
 Response = tuple[int, Any, Any, Any]
-IDENTITY = ("", "identity")
 CALDAV_NAMESPACE = ' xmlns:C="urn:ietf:params:xml:ns:caldav"'
 OK = "<status>HTTP/1.1 200 OK</status>"
 DEFAULT_MAX_BYTES = 16 * 1024 * 1024  # ~15,000 hits of 1 KB
@@ -116,24 +116,17 @@ class Fragments:
 FRAGMENTS = Fragments()
 
 
-@contextmanager
-def disabled() -> Iterator[None]:
+def disabled() -> ContextManager[None]:
     """Radicale answers every calendar-query in this context (the differential test's reference)."""
-    token = _enabled.set(False)
-    try:
-        yield
-    finally:
-        _enabled.reset(token)
+    return switched_off(_enabled)
 
 
 def _body(environ: dict[str, Any]) -> bytes | None:
     """The buffered request body (application.do_REPORT); None unless plain UTF-8."""
-    if environ.get("HTTP_CONTENT_ENCODING", "").strip().lower() not in IDENTITY:
+    if not plain_utf8(environ):
         return None
-    content_type = environ.get("CONTENT_TYPE", "")
-    charset = content_type.lower().partition("charset=")[2].split(";")[0].strip().strip('"')
     stream = environ.get("wsgi.input")
-    if charset not in ("", "utf-8", "utf8") or not isinstance(stream, io.BytesIO):
+    if not isinstance(stream, io.BytesIO):
         return None
     return stream.getvalue()
 
