@@ -15,6 +15,7 @@ is meant for.
 from __future__ import annotations
 
 import datetime as dt
+import gzip
 import xml.etree.ElementTree as ET  # our own answers, parsed for comparison
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -221,3 +222,21 @@ def test_fragments_are_rendered_once_per_item_version_and_bounded() -> None:
     for shape in range(50):
         cache.fragments(shape, [(str(n), "1") for n in range(10)], render)
     assert 0 < cache.size <= 4000
+
+
+@pytest.mark.parametrize("accept", ["gzip, deflate", "deflate,gzip"])
+def test_a_listing_for_a_client_that_takes_gzip_is_radicales_answer_gzipped(
+        client: Client, seed: Seed, accept: str) -> None:
+    dav = Dav(client, seed.technicians["alice"])
+    for name in ("vdirsyncer-1", "davx5-list", "thunderbird-list"):
+        before = propfind_fast.COUNTS.answered
+        fast = dav("PROPFIND", "/dav/alice/personal/", BODIES[name], Depth="1",
+                   **{"Accept-Encoding": accept})
+        assert propfind_fast.COUNTS.answered == before + 1, name
+        assert fast.status_code == 207 and fast.headers["Content-Encoding"] == "gzip", name
+        assert int(fast.headers["Content-Length"]) == len(fast.data)
+        with propfind_fast.disabled():
+            reference = dav("PROPFIND", "/dav/alice/personal/", BODIES[name], Depth="1",
+                            **{"Accept-Encoding": accept})
+        assert canonical(ET.fromstring(gzip.decompress(fast.data))) == \
+            canonical(ET.fromstring(gzip.decompress(reference.data))), name

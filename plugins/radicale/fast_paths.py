@@ -28,3 +28,10 @@ def switched_off(enabled: contextvars.ContextVar[bool]) -> Iterator[None]:
         yield
     finally:
         enabled.reset(token)
+
+
+def radicale_compresses(environ: dict[str, Any]) -> bool:
+    """Whether Radicale will gzip the answer (its own rule: `gzip` among the listed
+    encodings, parameters not read), which needs the answer as one bytes object."""
+    listed = environ.get("HTTP_ACCEPT_ENCODING", "").split(",")
+    return "gzip" in (encoding.strip() for encoding in listed)

@@ -35,7 +35,7 @@ from sqlalchemy import String, cast, func, select, type_coerce
 from sqlalchemy.types import LargeBinary
 
 from plugins.radicale.collection import DbCollection
-from plugins.radicale.fast_paths import plain_utf8, switched_off
+from plugins.radicale.fast_paths import plain_utf8, radicale_compresses, switched_off
 from plugins.radicale.propfind_cache import FragmentCache, Row
 from plugins.radicale.propfind_props import (
     ItemTemplate,
@@ -180,7 +180,8 @@ def answer(app: Any, environ: dict[str, Any], base_prefix: str, path: str, user:
     pieces = [head[:close], *fragments, head[close:]]
     del fragments
     answer_body: bytes | Pieces = Pieces(pieces)  # written out in chunks, never joined
-    if any(marker in head for marker in JOINED):  # Application.do_PROPFIND edits those
+    if radicale_compresses(environ) or any(marker in head for marker in JOINED):
+        # Radicale gzips bytes, and Application.do_PROPFIND edits those properties
         answer_body = b"".join(pieces)
     COUNTS.answered += 1
     request_info["status"] = client.MULTI_STATUS
