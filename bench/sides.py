@@ -29,8 +29,8 @@ class Side:
     port: int
 
 
-def stock_side(work: Path, events: list[Event], log_level: str) -> Side:
-    config, seeded = seed.seed_radicale(work, events, log_level)
+def stock_side(work: Path, events: list[Event], log_level: str, warm_cache: bool = False) -> Side:
+    config, seeded = seed.seed_radicale(work, events, log_level, warm_cache)
     return Side("stock", "radicale:application", "bench.profiling:radicale_app()",
                 {"RADICALE_CONFIG": str(config)}, "", seeded.password, seeded.seconds, free_port())
 
