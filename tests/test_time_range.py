@@ -58,13 +58,19 @@ def test_rows_match_the_whole_calendar_query(db: Database, seed: Seed) -> None:
             if start is not None:
                 naive = naive.where(or_(CalendarItem.dtend.is_(None), CalendarItem.dtend > start))
             expected = [row.href for row in session.execute(naive)]
-            found = [row.href for row in rows_in_range(session, query, start, end)]
+            found = [row.href for row in rows_in_range(session, ITEM_COLUMNS, collection.id, None,
+                                                       start, end)]
             assert sorted(found) == sorted(expected), (start, end)
             assert len(found) == len(set(found))
-            starts = [row.dtstart for row in rows_in_range(session, query, start, end)]
+            assert [row.href for row in rows_in_range(session, ITEM_COLUMNS, collection.id,
+                                                      "VEVENT", start, end)] == found
+            assert rows_in_range(session, ITEM_COLUMNS, collection.id, "VTODO", start, end) == []
+            starts = [row.dtstart for row in rows_in_range(session, ITEM_COLUMNS, collection.id,
+                                                           None, start, end)]
             known = [s for s in starts if s is not None]
             assert known == sorted(known)
-        week = [row.href for row in rows_in_range(session, query, BASE, BASE + 7 * DAY)]
+        week = [row.href for row in rows_in_range(session, ITEM_COLUMNS, collection.id, None,
+                                                  BASE, BASE + 7 * DAY)]
         assert {"d0.ics", "d6.ics", "long40.ics", "weekly.ics", "counted.ics"} <= set(week)
         assert "d8.ics" not in week and "d-2.ics" not in week  # stored bounds: a day wider
 

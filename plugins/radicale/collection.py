@@ -205,12 +205,10 @@ class DbCollection(radicale_storage.BaseCollection):
     def get_filtered(self, filters: Iterable[ET.Element]
                      ) -> Iterator[tuple[radicale_item.Item, bool]]:
         tag, start, end, simple = radicale_filter.simplify_prefilters(filters, self.tag)
-        query = self._select()
-        if tag is not None:
-            query = query.where(CalendarItem.component == tag)
         start_at, end_at = _from_timestamp(start), _from_timestamp(end)
         with self._reading() as session:
-            for row in time_range.rows_in_range(session, query, start_at, end_at):
+            for row in time_range.rows_in_range(session, ITEM_COLUMNS, self._row.id, tag,
+                                                start_at, end_at):
                 item = self._item(row, exact_text=True)
                 istart, iend = item.time_range
                 if item.exact:

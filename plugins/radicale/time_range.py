@@ -10,10 +10,11 @@ ordered by dtstart (open starts first), as one query over the whole calendar gav
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, Select, or_, text
+from sqlalchemy import ColumnElement, Row, Select, bindparam, or_, select, text
 from sqlalchemy.orm import Session
 
 from server.models import CalendarItem
@@ -21,14 +22,19 @@ from server.models.calendars import LONG_SPAN_POSTGRESQL, LONG_SPAN_SQLITE, SHOR
 
 MARGIN = dt.timedelta(days=SHORT_SPAN_DAYS + 1)  # the index condition's text times drop microseconds
 EARLIEST = dt.datetime.min.replace(tzinfo=dt.UTC)
+COLLECTION = bindparam("collection_id", type_=CalendarItem.collection_id.type)
+COMPONENT = bindparam("component", type_=CalendarItem.component.type)
+START = bindparam("start_at", type_=CalendarItem.dtend.type)
+END = bindparam("end_at", type_=CalendarItem.dtstart.type)
+SHORT_FROM = bindparam("short_from", type_=CalendarItem.dtstart.type)
 
 
-def _overlap(start_at: dt.datetime | None, end_at: dt.datetime | None) -> list[ColumnElement[bool]]:
+def _overlap(bounded_start: bool, bounded_end: bool) -> list[ColumnElement[bool]]:
     found: list[ColumnElement[bool]] = []
-    if end_at is not None:
-        found.append(or_(CalendarItem.dtstart.is_(None), CalendarItem.dtstart < end_at))
-    if start_at is not None:
-        found.append(or_(CalendarItem.dtend.is_(None), CalendarItem.dtend > start_at))
+    if bounded_end:
+        found.append(or_(CalendarItem.dtstart.is_(None), CalendarItem.dtstart < END))
+    if bounded_start:
+        found.append(or_(CalendarItem.dtend.is_(None), CalendarItem.dtend > START))
     return found
 
 
@@ -37,18 +43,36 @@ def _order(row: Row[Any]) -> tuple[bool, dt.datetime]:
     return (start is not None, start or EARLIEST)
 
 
-def rows_in_range(session: Session, query: Select[Any], start_at: dt.datetime | None,
-                  end_at: dt.datetime | None) -> Sequence[Row[Any]]:
-    """Rows of `query` (with href and dtstart) whose stored bounds overlap [start_at, end_at).
-    Run on the session's connection: plain column rows need none of the ORM's result handling."""
-    connection = session.connection()
-    if start_at is None or end_at is None:
-        return connection.execute(query.where(*_overlap(start_at, end_at))
-                                  .order_by(CalendarItem.dtstart)).all()
-    dialect = session.get_bind().dialect.name
+@functools.cache
+def _statements(columns: tuple[Any, ...], dialect: str, by_component: bool, bounded_start: bool,
+                bounded_end: bool) -> tuple[Select[Any], ...]:
+    """The statements of one query shape, built once: a request only binds its values."""
+    query = select(*columns).where(CalendarItem.collection_id == COLLECTION)
+    if by_component:
+        query = query.where(CalendarItem.component == COMPONENT)
+    if not (bounded_start and bounded_end):
+        return (query.where(*_overlap(bounded_start, bounded_end)).order_by(CalendarItem.dtstart),)
     long_span = text(f"({LONG_SPAN_POSTGRESQL if dialect == 'postgresql' else LONG_SPAN_SQLITE})")
-    short = query.where(CalendarItem.dtstart >= start_at - MARGIN, CalendarItem.dtstart < end_at,
-                        CalendarItem.dtend > start_at)
-    long = query.where(long_span, *_overlap(start_at, end_at))
-    rows = {row.href: row for part in (short, long) for row in connection.execute(part)}
+    short = query.where(CalendarItem.dtstart >= SHORT_FROM, CalendarItem.dtstart < END,
+                        CalendarItem.dtend > START)
+    long = query.where(long_span, *_overlap(True, True))
+    return short, long
+
+
+def rows_in_range(session: Session, columns: tuple[Any, ...], collection_id: int,
+                  component: str | None, start_at: dt.datetime | None,
+                  end_at: dt.datetime | None) -> Sequence[Row[Any]]:
+    """Rows of `columns` (with href and dtstart) in one collection, of one component if given,
+    whose stored bounds overlap [start_at, end_at). Run on the session's connection: plain
+    column rows need none of the ORM's result handling."""
+    connection = session.connection()
+    statements = _statements(columns, session.get_bind().dialect.name, component is not None,
+                             start_at is not None, end_at is not None)
+    values: dict[str, Any] = {"collection_id": collection_id, "component": component,
+                              "start_at": start_at, "end_at": end_at}
+    if len(statements) == 1:
+        return connection.execute(statements[0], values).all()
+    assert start_at is not None
+    values["short_from"] = start_at - MARGIN
+    rows = {row.href: row for part in statements for row in connection.execute(part, values)}
     return sorted(rows.values(), key=_order)
