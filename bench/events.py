@@ -132,6 +132,28 @@ def generate(count: int, *, seed: int = 2025) -> list[Event]:
     return events[:count]
 
 
+DENSE = 400
+DENSE_MONDAY = dt.datetime(2026, 9, 7, tzinfo=dt.UTC)  # after the random span, one weekly series
+
+
+def dense_week() -> list[Event]:
+    """DENSE events in the week of DENSE_MONDAY: 80 a day, Monday to Friday, 07:00-17:00."""
+    return [Event(uid=f"bench-dense-{n:04d}",
+                  start=DENSE_MONDAY + dt.timedelta(days=n % 5, hours=7, minutes=(n // 5) * 7 % 600),
+                  minutes=(30, 45, 60, 90)[n % 4], summary=f"{TOPICS[n % len(TOPICS)]} (dense {n})",
+                  location=PLACES[n % len(PLACES)])
+            for n in range(DENSE)]
+
+
+def dense_window() -> tuple[dt.datetime, dt.datetime]:
+    return DENSE_MONDAY, DENSE_MONDAY + dt.timedelta(weeks=1)
+
+
+def with_dense_week(count: int) -> list[Event]:
+    """`count` events of which DENSE fill one week (a query with a large answer)."""
+    return generate(count - DENSE) + dense_week()
+
+
 def new_event(index: int) -> Event:
     """An extra event created during the run (PUT), outside the query window."""
     start = dt.datetime(2027, 1, 4, 8, 0, tzinfo=dt.UTC) + dt.timedelta(hours=index)
@@ -139,6 +161,7 @@ def new_event(index: int) -> Event:
                  summary=f"Emergency call #{index}", location=PLACES[0])
 
 
-def expected_in_window(events: list[Event]) -> int:
-    start, end = query_window()
+def expected_in_window(events: list[Event],
+                       window: tuple[dt.datetime, dt.datetime] | None = None) -> int:
+    start, end = window or query_window()
     return sum(1 for event in events if event.overlaps(start, end))

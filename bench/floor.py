@@ -23,7 +23,7 @@ from radicale import item as radicale_item
 from radicale import pathutils
 from radicale import storage as radicale_storage
 
-from bench.events import generate
+from bench.events import with_dense_week
 from bench.seed import CALENDAR, LOGIN
 
 LAST_MODIFIED = "Mon, 01 Sep 2025 00:00:00 GMT"
@@ -56,7 +56,7 @@ class MemoryCollection(Home):
     def __init__(self, path: str, count: int) -> None:
         super().__init__(path)
         self._items: dict[str, radicale_item.Item] = {}
-        for event in generate(count):
+        for event in with_dense_week(count):
             start, end = event.occurrences(event.start)[0]
             self._items[event.href] = radicale_item.Item(
                 collection=self, href=event.href, last_modified=LAST_MODIFIED,

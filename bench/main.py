@@ -16,7 +16,7 @@ from pathlib import Path
 from bench import report
 from bench.caldav_bench import Operations, Plan, Timing, measure
 from bench.client import BenchError, Client, Reply
-from bench.events import Event, expected_in_window, generate
+from bench.events import Event, dense_window, expected_in_window, with_dense_week
 from bench.profile_run import profile_operations
 from bench.servers import GunicornSettings, Server, start, stop_all
 from bench.sides import Side, fieldcal_side, floor_side, scratch_postgres, stock_side
@@ -30,6 +30,7 @@ PROPFIND = "PROPFIND depth 1"
 PUT = "PUT one event"
 INITIAL_SYNC = "sync-collection, empty token (warm)"
 GET_GZIP = "GET whole calendar, gzip"
+DENSE_QUERY = "calendar-query (1 week, ~400 items)"
 FLOOR = "floor"
 LARGE = 50_000
 LARGE_REPEATS = 5
@@ -38,6 +39,7 @@ FLOOR_OPERATIONS = frozenset({PROPFIND, PUT})  # what Radicale itself costs over
 OPERATIONS: list[tuple[str, Callable[[Operations], Step]]] = [
     (PUT, lambda ops: ops.put_new),
     ("calendar-query (1 week)", lambda ops: ops.calendar_query),
+    (DENSE_QUERY, lambda ops: ops.calendar_query_dense),
     ("sync-collection (1 change)", lambda ops: ops.sync_after_change),
     (PROPFIND, lambda ops: ops.propfind),
     ("GET whole calendar", lambda ops: ops.get_all),
@@ -143,7 +145,7 @@ def run_size(size: int, options: Options) -> tuple[report.RunResult, str]:
     shutil.rmtree(work, ignore_errors=True)
     for name in ("stock", "fieldcal", FLOOR):
         (work / name).mkdir(parents=True)
-    events = generate(size)
+    events = with_dense_week(size)
     print(f"\n== {size:,} events: seeding", flush=True)
     warm = size >= LARGE and not options.cold_stock
     stock = stock_side(work / "stock", events, options.log_level, warm_cache=warm)
@@ -173,6 +175,7 @@ def run_size(size: int, options: Options) -> tuple[report.RunResult, str]:
         _check(timings, {
             FIRST_SYNC: size,
             "calendar-query (1 week)": expected_in_window(events),
+            DENSE_QUERY: expected_in_window(events, dense_window()),
             "sync-collection (1 change)": 1,
             PUT: 1,
             GET_GZIP: size + created,

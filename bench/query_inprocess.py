@@ -38,24 +38,14 @@ from typing import Any
 
 from werkzeug.test import Client
 
-from bench.events import PLACES, TOPICS, Event, generate
+from bench.events import DENSE, DENSE_MONDAY, dense_week, generate
 from bench.seed import LOGIN, basic_auth, inprocess_app, seed_fieldcal
 from plugins.radicale import query_fast
 from server import audit
 
 PATH = f"/dav/{LOGIN}/personal/"
-DENSE = 400
-DENSE_MONDAY = dt.datetime(2026, 9, 7, tzinfo=dt.UTC)  # after the random span, one weekly series
 STANDARD = (dt.datetime(2025, 10, 6, tzinfo=dt.UTC), 24)
 
-
-def dense_week() -> list[Event]:
-    """DENSE events in the week of DENSE_MONDAY: 80 a day, Monday to Friday, 07:00-17:00."""
-    return [Event(uid=f"bench-dense-{n:04d}",
-                  start=DENSE_MONDAY + dt.timedelta(days=n % 5, hours=7, minutes=(n // 5) * 7 % 600),
-                  minutes=(30, 45, 60, 90)[n % 4], summary=f"{TOPICS[n % len(TOPICS)]} (dense {n})",
-                  location=PLACES[n % len(PLACES)])
-            for n in range(DENSE)]
 
 
 def query_body(monday: dt.datetime) -> bytes:
