@@ -131,6 +131,35 @@ def test_an_entry_of_a_rolled_back_savepoint_is_not_anchored(
         audit.configure(database_url, configured)
 
 
+def test_the_checkpoint_is_written_at_the_commit_not_at_a_savepoint(
+        db: Database, database_url: str, seed: Seed, tmp_path: Path) -> None:
+    """An operation's savepoint is released inside the transaction: its entry is anchored
+    only once the transaction commits, never if the transaction is rolled back after."""
+    checkpoint = tmp_path / audit_anchor.CHECKPOINT_FILE_NAME
+    with db.read() as session:
+        configured = audit.keys_for(session)
+    audit.configure(database_url, audit.AuditKeys((AUDIT_KEY,), checkpoint=checkpoint))
+    audit_anchor.anchor_commits()
+    try:
+        with pytest.raises(RuntimeError), db.write() as session:
+            with session.begin_nested():
+                audit.record(session, SYSTEM, Action.ITEM_PUT, "collection", 1,
+                             after={"n": "released, then rolled back"})
+            assert not checkpoint.exists()  # released: not committed yet
+            raise RuntimeError("the request fails after the operation")
+        assert not checkpoint.exists()
+        with db.write() as session:
+            with session.begin_nested():
+                kept = audit.record(session, SYSTEM, Action.ITEM_PUT, "collection", 1,
+                                    after={"n": "committed"})
+            assert not checkpoint.exists()
+        assert json.loads(checkpoint.read_text())["entry_id"] == kept.id
+        with db.read() as session:
+            assert list(audit.verify(session)) == []
+    finally:
+        audit.configure(database_url, configured)
+
+
 def test_put_item_returns_the_stored_row_and_expires_a_loaded_copy(
         db: Database, seed: Seed) -> None:
     made = fresh_technician(db, seed, "putrow", [(at(14, 11), at(14, 12))])
