@@ -66,8 +66,8 @@ def waiting(session: Session, keys: list[str], limit: int,
 
 def noted_at(session: Session, key: str) -> dt.datetime | None:
     """When `note` last wrote `key`."""
-    bucket = session.get(RateLimitBucket, key)
-    return bucket.window_start if bucket is not None else None
+    return session.scalar(  # the column alone: no instance loaded into the session
+        select(RateLimitBucket.window_start).where(RateLimitBucket.key == key))
 
 
 def note(session: Session, key: str) -> None:

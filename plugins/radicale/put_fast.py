@@ -111,7 +111,7 @@ def _prepared(app: Any, text: str, path: str) -> radicale_item.Item | None:
 def _taken(collection: DbCollection, href: str, uid: str) -> tuple[bool, bool]:
     """(an item is at href, another item has the UID), in one statement of index look-ups."""
     column = CalendarItem.collection_id == collection.row.id
-    rows = state.current().session.execute(
+    rows = state.current().session.connection().execute(  # Core: no ORM result to build
         select(CalendarItem.href).where(or_(
             and_(column, CalendarItem.href == href), and_(column, CalendarItem.uid == uid)))
     ).scalars().all()
