@@ -34,19 +34,18 @@ from radicale import rights as radicale_rights
 from radicale.app import Application as RadicaleApplication
 from radicale.app.base import Access
 from radicale.app.put import prepare
-from sqlalchemy import and_, or_, select
 
 from plugins.radicale import aliases, state
 from plugins.radicale.collection import DbCollection
 from plugins.radicale.fast_paths import plain_utf8, switched_off
 from server import calendars
-from server.models import CalendarItem, CollectionKind
+from server.models import CollectionKind
 
 Response = tuple[int, Any, Any, Any]
 CALENDAR_TYPE = "text/calendar"
 ERRNO = re.compile(r"\[Errno ([0-9]+)\]")
-READ_ERRORS = (vobject.base.VObjectError, ValueError, TypeError, AttributeError, KeyError,
-               IndexError, RuntimeError, UnicodeError)
+READ_ERRORS = (vobject.base.VObjectError, ValueError, TypeError, AttributeError, LookupError,
+               RuntimeError, ArithmeticError)  # what vobject's reader raises (UnicodeError too)
 _enabled: contextvars.ContextVar[bool] = contextvars.ContextVar("put_fast", default=True)
 
 
@@ -109,14 +108,10 @@ def _prepared(app: Any, text: str, path: str) -> radicale_item.Item | None:
 
 
 def _taken(collection: DbCollection, href: str, uid: str) -> tuple[bool, bool]:
-    """(an item is at href, another item has the UID), in one statement of index look-ups."""
-    column = CalendarItem.collection_id == collection.row.id
-    rows = state.current().session.connection().execute(  # Core: no ORM result to build
-        select(CalendarItem.href).where(or_(
-            and_(column, CalendarItem.href == href), and_(column, CalendarItem.uid == uid)))
-    ).scalars().all()
-    at_href = href in rows
-    return at_href, any(found != href for found in rows)
+    """(an item is at href, another item has the UID): put_item's own look-up."""
+    rows = state.current().session.connection().execute(calendars.HREF_OR_UID, {
+        "b_collection": collection.row.id, "b_href": href, "b_uid": uid}).all()
+    return any(row.href == href for row in rows), any(row.href != href for row in rows)
 
 
 def answer(app: Any, environ: dict[str, Any], base_prefix: str, path: str, user: str,
