@@ -37,8 +37,9 @@ COLUMNS = ("at", "actor", "channel", "action", "entity", "entity_id", "before", 
            "request_id", "prev_hash", "hash", "key_id")
 HEAD = select(AUDIT_ENTRY.c.hash).order_by(AUDIT_ENTRY.c.id.desc()).limit(1)
 APPEND = insert(AUDIT_ENTRY).returning(AUDIT_ENTRY.c.id)  # built once (see server.changes)
-LOCK = text("SELECT pg_advisory_xact_lock(:k)")
-NOTIFY = text("SELECT pg_notify('fieldcal_changes', '')")
+# PostgreSQL, one round trip: the chain's lock, and a notification that wakes change
+# streams on every host when the transaction commits (NOTIFY is delivered only then).
+LOCK_AND_NOTIFY = text("SELECT pg_advisory_xact_lock(:k), pg_notify('fieldcal_changes', '')")
 
 
 @dataclass(frozen=True)
@@ -137,9 +138,7 @@ def record(
 ) -> AuditEntry:
     keys = keys_for(session)
     if session.get_bind().dialect.name == "postgresql":
-        session.execute(LOCK, {"k": AUDIT_LOCK_KEY})
-        # wakes change streams on every host when this transaction commits
-        session.execute(NOTIFY)
+        session.execute(LOCK_AND_NOTIFY, {"k": AUDIT_LOCK_KEY})
     session.flush()  # what is pending goes first (ids assigned, constraints checked)
     connection = session.connection()
     previous = connection.execute(HEAD).scalar_one_or_none()

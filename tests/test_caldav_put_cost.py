@@ -28,8 +28,8 @@ from server.models import AuditEntry, Change, Credential, RateLimitBucket, User
 # (SQLite: BEGIN IMMEDIATE; PostgreSQL: the write lock): the collection, one look-up of the
 # href and the UID (plugins.radicale.put_fast), the savepoint, the item, the change log's
 # sequence and row, the audit chain's head and entry (PostgreSQL: its lock and the change
-# notification), the savepoint's release.
-STATEMENTS = {"sqlite": 13, "postgresql": 14}
+# notification, in one statement), the savepoint's release.
+STATEMENTS = {"sqlite": 13, "postgresql": 13}
 
 
 @pytest.fixture(scope="module")
