@@ -7,6 +7,8 @@ werkzeug's test client with PUTs of new events (If-None-Match: *), and prints:
 
 - the median CPU time (time.process_time) of one PUT, and its median wall time;
 - the SQL statements and transactions of one PUT (counted on the engine);
+- the same PUT with the fast path switched off (Radicale's do_PUT over fieldcal's storage),
+  measured in the same run for a before/after under the same load;
 - the same PUT answered by Radicale over bench.floor's zero-cost storage (the floor).
 
 With `--profile N`, N more PUTs are profiled and the top functions printed.
@@ -36,6 +38,7 @@ from werkzeug.test import Client
 from bench.events import generate, new_event
 from bench.seed import LOGIN, basic_auth, inprocess_app, radicale_config, seed_fieldcal
 from bench.sides import scratch_postgres
+from plugins.radicale import put_fast
 from server.db import get_database
 
 PATH = f"/dav/{LOGIN}/personal/"
@@ -143,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=25)
     parser.add_argument("--postgres", default=None, help="a PostgreSQL server URL (scratch db)")
     parser.add_argument("--profile", type=int, default=0)
+    parser.add_argument("--profile-slow", action="store_true",
+                        help="with --profile: also profile PUTs with the fast path off")
     parser.add_argument("--statements", action="store_true", help="print one PUT's statements")
     parser.add_argument("--no-floor", action="store_true")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
@@ -162,11 +167,15 @@ def main(argv: list[str] | None = None) -> int:
             print("\n".join(counter.text))
             counter.text = None
         result = _measure(put, counter, 10, args.repeats)
+        with put_fast.disabled():
+            slow = _measure(put, counter, 10 + args.repeats, args.repeats)
         kind = "PostgreSQL" if args.postgres else "SQLite"
         print(f"PUT one new event in process, {args.events:,} events, {kind}, "
               f"medians of {args.repeats}")
         print(f"  fieldcal  CPU {result.cpu_ms:6.2f} ms  wall {result.wall_ms:6.2f} ms  "
               f"{result.statements:g} statements, {result.transactions:g} transactions")
+        print(f"  no fast path  CPU {slow.cpu_ms:6.2f} ms  wall {slow.wall_ms:6.2f} ms  "
+              f"{slow.statements:g} statements (Radicale's do_PUT over fieldcal's storage)")
         if not args.no_floor:
             floor = _floor(folder, args.events, seeded.password)
             for index in range(3):
@@ -178,6 +187,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.profile:
             with nullcontext():
                 print(_profile(put, 1000, args.profile))
+                if args.profile_slow:
+                    with put_fast.disabled():
+                        print(_profile(put, 5000, args.profile))
         get_database(url).dispose()
     return 0
 

@@ -36,6 +36,10 @@ AUDIT_ENTRY = cast("Table", AuditEntry.__table__)
 COLUMNS = ("at", "actor", "channel", "action", "entity", "entity_id", "before", "after",
            "request_id", "prev_hash", "hash", "key_id")
 HEAD = select(AUDIT_ENTRY.c.hash).order_by(AUDIT_ENTRY.c.id.desc()).limit(1)
+APPEND = insert(AUDIT_ENTRY).returning(AUDIT_ENTRY.c.id)  # built once (see server.changes)
+# PostgreSQL, one round trip: the chain's lock, and a notification that wakes change
+# streams on every host when the transaction commits (NOTIFY is delivered only then).
+LOCK_AND_NOTIFY = text("SELECT pg_advisory_xact_lock(:k), pg_notify('fieldcal_changes', '')")
 
 
 @dataclass(frozen=True)
@@ -134,9 +138,7 @@ def record(
 ) -> AuditEntry:
     keys = keys_for(session)
     if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": AUDIT_LOCK_KEY})
-        # wakes change streams on every host when this transaction commits
-        session.execute(text("SELECT pg_notify('fieldcal_changes', '')"))
+        session.execute(LOCK_AND_NOTIFY, {"k": AUDIT_LOCK_KEY})
     session.flush()  # what is pending goes first (ids assigned, constraints checked)
     connection = session.connection()
     previous = connection.execute(HEAD).scalar_one_or_none()
@@ -156,8 +158,7 @@ def record(
     # A Core insert (the entry is append-only; the ORM's unit of work adds nothing here):
     # the entry returned is not in the session, its id is the row's.
     entry.id = connection.execute(
-        insert(AUDIT_ENTRY).returning(AUDIT_ENTRY.c.id),
-        {column: getattr(entry, column) for column in COLUMNS},
+        APPEND, {column: getattr(entry, column) for column in COLUMNS},
     ).scalar_one()
     transaction = session.get_nested_transaction() or session.get_transaction()
     session.info.setdefault(PENDING, []).append(Pending(entry.id, entry.hash, transaction))

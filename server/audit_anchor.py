@@ -127,6 +127,8 @@ def write_checkpoint(path: Path, checkpoint: Checkpoint, *, only_forward: bool =
 
 
 def _after_commit(session: Session) -> None:
+    if session.get_nested_transaction() is not None:
+        return  # a savepoint released: its entries are committed only with the transaction
     committed: list[Pending] = session.info.pop(PENDING, [])
     if not committed:
         return

@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from typing import cast
 
-from sqlalchemy import Table, and_, delete, insert, or_, select, update
+from sqlalchemy import Table, and_, bindparam, delete, insert, or_, select, update
 from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.orm.util import identity_key
 
@@ -35,6 +35,16 @@ JOBS = "jobs"
 PERSONAL = "personal"
 SEGMENT = re.compile(r"^[^/\x00-\x1f]{1,200}$")
 ITEMS = cast("Table", CalendarItem.__table__)
+# Statements of every write, built once: constructing one costs more than executing it
+# (SQLAlchemy's cache then finds the compiled form by the statement's key).
+COLLECTION_AT = select(Collection).where(Collection.path == bindparam("b_path"))
+# The item at href and any item with this UID, in one statement: each branch of the OR is
+# an index lookup (SQLite's multi-index OR, PostgreSQL's bitmap OR), never a scan.
+HREF_OR_UID = select(ITEMS.c.id, ITEMS.c.href, ITEMS.c.uid, ITEMS.c.etag).where(or_(
+    and_(ITEMS.c.collection_id == bindparam("b_collection"), ITEMS.c.href == bindparam("b_href")),
+    and_(ITEMS.c.collection_id == bindparam("b_collection"), ITEMS.c.uid == bindparam("b_uid")),
+))
+INSERT_ITEM = insert(ITEMS).returning(ITEMS.c.id)
 
 
 def jobs_path(login: str) -> str:
@@ -58,7 +68,7 @@ def appointment_href(appointment: Appointment) -> str:
 
 
 def get_collection(session: Session, path: str) -> Collection | None:
-    return session.scalars(select(Collection).where(Collection.path == path)).first()
+    return session.scalars(COLLECTION_AT, {"b_path": path}).first()
 
 
 def require_collection(session: Session, path: str) -> Collection:
@@ -163,14 +173,8 @@ def put_item(ctx: Context, collection: Collection, href: str, text: str, *,
         current = known.current
         item_id = None
     else:
-        # The item at href and any item with this UID, in one statement: each branch of the
-        # OR is an index lookup (SQLite's multi-index OR, PostgreSQL's bitmap OR), never a scan.
-        found = connection.execute(
-            select(ITEMS.c.id, ITEMS.c.href, ITEMS.c.uid, ITEMS.c.etag).where(or_(
-                and_(ITEMS.c.collection_id == collection.id, ITEMS.c.href == href),
-                and_(ITEMS.c.collection_id == collection.id, ITEMS.c.uid == parsed.uid),
-            ))
-        ).all()
+        found = connection.execute(HREF_OR_UID, {
+            "b_collection": collection.id, "b_href": href, "b_uid": parsed.uid}).all()
         other = next((f.href for f in found if f.href != href and f.uid == parsed.uid), None)
         if other is not None:
             raise Conflict(f"UID {parsed.uid!r} is already used by {other!r} in this calendar.")
@@ -185,8 +189,7 @@ def put_item(ctx: Context, collection: Collection, href: str, text: str, *,
     }
     if current is None:
         item_id = connection.execute(
-            insert(ITEMS).returning(ITEMS.c.id),
-            {"collection_id": collection.id, "href": href, **values},
+            INSERT_ITEM, {"collection_id": collection.id, "href": href, **values},
         ).scalar_one()
     else:
         item_id = connection.execute(

@@ -10,13 +10,20 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Table, delete, func, insert, select, update
+from sqlalchemy import CursorResult, Table, bindparam, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from server.models import AuditEntry, Change, Collection, utcnow
 
 COLLECTION = cast("Table", Collection.__table__)
 CHANGE = cast("Table", Change.__table__)
+# Built once: constructing a statement costs more than executing it (SQLAlchemy's cache
+# then finds the compiled form by the statement's key).
+ADVANCE = (update(COLLECTION).where(COLLECTION.c.id == bindparam("b_id"))
+           .values(sync_seq=COLLECTION.c.sync_seq + bindparam("b_count"),
+                   updated_at=bindparam("b_now"))
+           .returning(COLLECTION.c.sync_seq))
+APPEND = insert(CHANGE)
 
 
 class TokenExpired(ValueError):
@@ -42,14 +49,10 @@ def record(session: Session, collection_id: int, changes: list[tuple[str, str]])
     connection = session.connection()
     now = utcnow()
     new_seq: int = connection.execute(
-        update(COLLECTION)
-        .where(COLLECTION.c.id == collection_id)
-        .values(sync_seq=COLLECTION.c.sync_seq + count, updated_at=now)
-        .returning(COLLECTION.c.sync_seq)
-    ).scalar_one()
+        ADVANCE, {"b_id": collection_id, "b_count": count, "b_now": now}).scalar_one()
     first = new_seq - count + 1
     if changes:
-        connection.execute(insert(CHANGE), [
+        connection.execute(APPEND, [
             {"collection_id": collection_id, "seq": first + i, "href": href, "op": op, "at": now}
             for i, (href, op) in enumerate(changes)
         ])

@@ -24,6 +24,8 @@ from server import timesql
 WRITE_OPTION = "fieldcal_write"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
+ADVISORY_LOCK = text("SELECT pg_advisory_xact_lock(:key)")  # built once
+
 
 @functools.lru_cache(maxsize=64)
 def normalise_url(url: str) -> str:
@@ -118,7 +120,7 @@ class Database:
         transaction-scoped advisory lock.
         """
         if not self.is_sqlite:
-            session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+            session.execute(ADVISORY_LOCK, {"key": key})
 
     def dispose(self) -> None:
         self.engine.dispose()

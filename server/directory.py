@@ -9,7 +9,7 @@ import secrets
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from server import audit, calendars, contacts
@@ -355,20 +355,23 @@ class SignedIn:
     teams: frozenset[str]
 
 
+SIGN_IN = (  # built once: constructing it costs more than running it
+    select(User.id, User.role, Credential.id, Credential.last_used_at, Team.slug)
+    .join(Credential, Credential.user_id == User.id)
+    .outerjoin(TeamMember, TeamMember.user_id == User.id)
+    .outerjoin(Team, Team.id == TeamMember.team_id)
+    .where(
+        Credential.password_hash == bindparam("b_hash"),
+        Credential.revoked_at.is_(None),
+        User.login == bindparam("b_login"),
+        User.active.is_(True),
+    )
+)
+
+
 def sign_in(session: Session, login: str, password: str) -> SignedIn | None:
     """The active user and their team slugs for this app password, or None."""
-    rows = session.execute(
-        select(User.id, User.role, Credential.id, Credential.last_used_at, Team.slug)
-        .join(Credential, Credential.user_id == User.id)
-        .outerjoin(TeamMember, TeamMember.user_id == User.id)
-        .outerjoin(Team, Team.id == TeamMember.team_id)
-        .where(
-            Credential.password_hash == hash_password(password),
-            Credential.revoked_at.is_(None),
-            User.login == login,
-            User.active.is_(True),
-        )
-    ).all()
+    rows = session.execute(SIGN_IN, {"b_hash": hash_password(password), "b_login": login}).all()
     if not rows:
         return None
     user_id, role, credential_id, last_used, _ = rows[0]

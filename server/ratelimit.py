@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -64,10 +64,13 @@ def waiting(session: Session, keys: list[str], limit: int,
     return found
 
 
+# The column alone (no instance loaded into the session), in a statement built once.
+NOTED_AT = select(RateLimitBucket.window_start).where(RateLimitBucket.key == bindparam("b_key"))
+
+
 def noted_at(session: Session, key: str) -> dt.datetime | None:
     """When `note` last wrote `key`."""
-    bucket = session.get(RateLimitBucket, key)
-    return bucket.window_start if bucket is not None else None
+    return session.scalar(NOTED_AT, {"b_key": key})
 
 
 def note(session: Session, key: str) -> None:

@@ -25,11 +25,11 @@ from server.db import Database, get_database
 from server.models import AuditEntry, Change, Credential, RateLimitBucket, User
 
 # Sign-in (SQLite: BEGIN; both: the throttle, the password), then the write transaction
-# (SQLite: BEGIN IMMEDIATE; PostgreSQL: the write lock): the collection, Radicale's look-ups
-# of the href and of the UID, the savepoint, the item, the change log's sequence and row,
-# the audit chain's head and entry (PostgreSQL: its lock and the change notification),
-# the savepoint's release.
-STATEMENTS = {"sqlite": 14, "postgresql": 15}
+# (SQLite: BEGIN IMMEDIATE; PostgreSQL: the write lock): the collection, one look-up of the
+# href and the UID (plugins.radicale.put_fast), the savepoint, the item, the change log's
+# sequence and row, the audit chain's head and entry (PostgreSQL: its lock and the change
+# notification, in one statement), the savepoint's release.
+STATEMENTS = {"sqlite": 13, "postgresql": 13}
 
 
 @pytest.fixture(scope="module")
@@ -80,9 +80,9 @@ def test_a_new_event_is_one_write_of_few_statements(app: Any, db: Database, seed
     assert created.status_code == 201
     assert len(statements) == STATEMENTS[db.engine.dialect.name], statements
     assert len(begun) == TRANSACTIONS[db.engine.dialect.name]
-    # one look-up of the item at href and one of the UID (Radicale's), none by put_item
+    # one look-up of the item at href and of the UID (the fast path's), none by put_item
     item_reads = [s for s in statements if s.startswith("SELECT") and "calendar_item" in s]
-    assert len(item_reads) == 2, item_reads
+    assert len(item_reads) == 1, item_reads
     stored = items_of(db, f"{login}/personal")["new.ics"]
     assert created.headers["ETag"] == stored.etag
     with db.read() as session:
@@ -126,6 +126,35 @@ def test_an_entry_of_a_rolled_back_savepoint_is_not_anchored(
         with db.read() as session:
             head = audit_anchor.head(session)
             assert head is not None and head.id == kept.id and head.hash == kept.hash
+            assert list(audit.verify(session)) == []
+    finally:
+        audit.configure(database_url, configured)
+
+
+def test_the_checkpoint_is_written_at_the_commit_not_at_a_savepoint(
+        db: Database, database_url: str, seed: Seed, tmp_path: Path) -> None:
+    """An operation's savepoint is released inside the transaction: its entry is anchored
+    only once the transaction commits, never if the transaction is rolled back after."""
+    checkpoint = tmp_path / audit_anchor.CHECKPOINT_FILE_NAME
+    with db.read() as session:
+        configured = audit.keys_for(session)
+    audit.configure(database_url, audit.AuditKeys((AUDIT_KEY,), checkpoint=checkpoint))
+    audit_anchor.anchor_commits()
+    try:
+        with pytest.raises(RuntimeError), db.write() as session:
+            with session.begin_nested():
+                audit.record(session, SYSTEM, Action.ITEM_PUT, "collection", 1,
+                             after={"n": "released, then rolled back"})
+            assert not checkpoint.exists()  # released: not committed yet
+            raise RuntimeError("the request fails after the operation")
+        assert not checkpoint.exists()
+        with db.write() as session:
+            with session.begin_nested():
+                kept = audit.record(session, SYSTEM, Action.ITEM_PUT, "collection", 1,
+                                    after={"n": "committed"})
+            assert not checkpoint.exists()
+        assert json.loads(checkpoint.read_text())["entry_id"] == kept.id
+        with db.read() as session:
             assert list(audit.verify(session)) == []
     finally:
         audit.configure(database_url, configured)

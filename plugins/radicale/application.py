@@ -29,6 +29,7 @@ from plugins.radicale import (
     aliases,
     freebusy,
     propfind_fast,
+    put_fast,
     query_fast,
     state,
     whole_get,
@@ -237,7 +238,7 @@ class Application(RadicaleApplication):
         refused = control_characters_reason(body)
         if refused is not None:  # Radicale's reader would drop some and keep a lone CR
             return text_response(400, refused)
-        response = self._serve(RadicaleApplication.do_PUT, environ, *args)
+        response = self._serve(put_fast.do_PUT, environ, *args)
         if response[0] == 400 and response[2] == httputils.BAD_REQUEST[2]:
             reason = bad_calendar_reason(body, self._max_vevent_rrule_occurrence)
             return text_response(400, reason)

@@ -113,6 +113,10 @@ class Storage(radicale_storage.BaseStorage):
         owner = self._owner(session, home)
         return None if owner is None else aliases.resolve(self, session, owner, name)
 
+    def calendar_at(self, session: Session, home: str, name: str) -> DbCollection | None:
+        """The collection at <home>/<name>, as `discover` finds it (plugins.radicale.put_fast)."""
+        return self._calendar(session, home, name)
+
     def discover(
         self, path: str, depth: str = "0",
         child_context_manager: Callable[[str, str | None], AbstractContextManager[None]] | None = None,
