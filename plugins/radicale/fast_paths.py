@@ -1,5 +1,7 @@
-"""What the fast paths (PROPFIND listings, calendar-queries) share: the guard on the
-request body's encoding, and the switch that hands every request to Radicale."""
+"""What the fast paths (PROPFIND listings, calendar-queries, sync reports) share: the
+guard on the request body's encoding, the switch that hands every request to Radicale,
+and the spool a big answer is written into (kept as its gzip beyond SPOOL_PLAIN_LIMIT,
+sent as that gzip to a client that takes gzip, else inflated as it is written out)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from server.bodycache import FAST_LEVEL, GZIP_LEVEL, GzipChunks, Spool, Streamed
+
 IDENTITY = ("", "identity")
+SPOOL_PLAIN_LIMIT = 1024 * 1024  # a bigger answer is held as its gzip until it is sent
 
 
 def plain_utf8(environ: dict[str, Any]) -> bool:
@@ -35,3 +40,29 @@ def radicale_compresses(environ: dict[str, Any]) -> bool:
     encodings, parameters not read), which needs the answer as one bytes object."""
     listed = environ.get("HTTP_ACCEPT_ENCODING", "").split(",")
     return "gzip" in (encoding.strip() for encoding in listed)
+
+
+def spool(environ: dict[str, Any]) -> Spool:
+    """Where an answer is written: compressed as Radicale would compress it for a client
+    that takes gzip (so that the gzip is sent as it is), else as fast as zlib can."""
+    level = GZIP_LEVEL if radicale_compresses(environ) else FAST_LEVEL
+    return Spool(SPOOL_PLAIN_LIMIT, level)
+
+
+def spooled(environ: dict[str, Any], headers: dict[str, str],
+            body: bytes | GzipChunks) -> bytes | Streamed:
+    """The answer body of a finished spool: plain bytes for Radicale (which gzips them for a
+    client that asks), or the gzip made as Radicale makes it (Radicale must not compress it
+    again), or the plain answer inflated chunk by chunk as it is written out."""
+    if isinstance(body, bytes):
+        return body
+    if radicale_compresses(environ):
+        environ["HTTP_ACCEPT_ENCODING"] = "identity"
+        headers["Content-Encoding"] = "gzip"
+        return body
+    return body.inflating()
+
+
+def joined(body: bytes | GzipChunks) -> bytes:
+    """A finished spool's plain answer as one bytes object (for answers edited after)."""
+    return body if isinstance(body, bytes) else b"".join(body.inflating())
