@@ -73,6 +73,10 @@ class Packed:
     def inflating(self) -> Inflating:
         return Inflating(self)
 
+    def inflated(self) -> bytes:
+        """The plain body, made in one buffer of its size (no copy of it on the way)."""
+        return zlib.decompress(self.gzipped, GZIP_WBITS, max(self.length, 1))
+
 
 class Streamed:
     """A body written out chunk by chunk whose length is known first (its Content-Length)."""
@@ -116,9 +120,9 @@ class Spool:
             if self._held <= self._plain_limit:
                 return
             self._writer = GzipWriter(self._level)
-            for held in self._groups:
-                self._writer.write(held)
-            self._groups.clear()
+            self._groups.reverse()
+            while self._groups:  # each group let go of once compressed
+                self._writer.write(self._groups.pop())
             return
         self._writer.write(group)
 
@@ -224,8 +228,9 @@ class BodyCache(Generic[Body]):
             self._entries.move_to_end(key)
             return entry.body
 
-    def put(self, key: Hashable, body: Body | Packed) -> None:
-        entry = _Entry(body)
+    def put(self, key: Hashable, body: Body | Packed, gzipped: bytes | None = None) -> None:
+        """Keep `body` (and its gzip, when it was made already)."""
+        entry = _Entry(body, None if isinstance(body, Packed) else gzipped)
         if entry.size > self._max_bytes:
             return
         with self._lock:

@@ -1,7 +1,8 @@
 """What the fast paths (PROPFIND listings, calendar-queries, sync reports) share: the
 guard on the request body's encoding, the switch that hands every request to Radicale,
-and the spool a big answer is written into (kept as its gzip beyond SPOOL_PLAIN_LIMIT,
-sent as that gzip to a client that takes gzip, else inflated as it is written out)."""
+and the spool a big answer is written into (kept as its gzip beyond SPOOL_PLAIN_LIMIT, or
+beyond GZIP_SPOOL_LIMIT for a client that takes gzip, which is then sent that gzip; a
+client that does not is sent the answer inflated as it is written out)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from typing import Any
 from server.bodycache import FAST_LEVEL, GZIP_LEVEL, GzipChunks, Spool, Streamed
 
 IDENTITY = ("", "identity")
-SPOOL_PLAIN_LIMIT = 1024 * 1024  # a bigger answer is held as its gzip until it is sent
+SPOOL_PLAIN_LIMIT = 3 * 1024 * 1024  # a bigger answer is held as its gzip until it is sent
+GZIP_SPOOL_LIMIT = 64 * 1024  # for a client that takes gzip, which it is made for anyway
 
 
 def plain_utf8(environ: dict[str, Any]) -> bool:
@@ -45,8 +47,9 @@ def radicale_compresses(environ: dict[str, Any]) -> bool:
 def spool(environ: dict[str, Any]) -> Spool:
     """Where an answer is written: compressed as Radicale would compress it for a client
     that takes gzip (so that the gzip is sent as it is), else as fast as zlib can."""
-    level = GZIP_LEVEL if radicale_compresses(environ) else FAST_LEVEL
-    return Spool(SPOOL_PLAIN_LIMIT, level)
+    if radicale_compresses(environ):
+        return Spool(min(GZIP_SPOOL_LIMIT, SPOOL_PLAIN_LIMIT), GZIP_LEVEL)
+    return Spool(SPOOL_PLAIN_LIMIT, FAST_LEVEL)
 
 
 def spooled(environ: dict[str, Any], headers: dict[str, str],
