@@ -92,8 +92,9 @@ class Spool:
     """An answer written in many small pieces and held compactly until it is sent: as plain
     bytes (joined INFLATE_OUTPUT at a time) up to `plain_limit`, beyond that as its gzip
     alone, so that a big answer takes a fraction of its size in memory. `finish` gives the
-    plain bytes, or a `Packed` (the same bytes as the gzip of the plain answer at `level`;
-    at GZIP_LEVEL, what Radicale's compression of it makes)."""
+    plain answer (bytes, or `PlainChunks`: its groups, never joined), or `GzipChunks` (the
+    same bytes as the gzip of the plain answer at `level`; at GZIP_LEVEL, what Radicale's
+    compression of it makes)."""
 
     def __init__(self, plain_limit: int, level: int = GZIP_LEVEL) -> None:
         self._plain_limit = plain_limit
@@ -126,15 +127,29 @@ class Spool:
             return
         self._writer.write(group)
 
-    def finish(self) -> bytes | GzipChunks:
-        if self._writer is None:
-            body = b"".join((*self._groups, *self._pending))
+    def finish(self) -> bytes | PlainChunks | GzipChunks:
+        if self._writer is None:  # not joined: the groups as they are
+            groups = [*self._groups, b"".join(self._pending)]
             self._groups.clear()
             self._pending.clear()
-            return body
+            return groups[0] if len(groups) == 1 else PlainChunks(groups)
         if self._pending:
             self._flush()
         return self._writer.finish_in_chunks()
+
+
+class PlainChunks(Streamed):
+    """A body kept as the chunks it was written in, written out as they are."""
+
+    def __init__(self, chunks: list[bytes]) -> None:
+        self.chunks = chunks
+        self._length = sum(map(len, chunks))
+
+    def __len__(self) -> int:
+        return self._length
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self.chunks)
 
 
 class GzipChunks(Streamed):

@@ -146,7 +146,7 @@ def test_a_big_first_sync_is_sent_in_chunks_with_radicales_bytes(
     monkeypatch.setattr(sync_report, "answer", lambda *args: None)
     radicales = call(app, auth, "REPORT", path, body, XML)
     radicales_gzip = call(app, auth, "REPORT", path, body, {**XML, **GZIP})
-    assert len(whole[2]) == 1 and len(streamed[2]) > 3 and len(packed[2]) > 1
+    assert len(streamed[2]) > 3 and len(packed[2]) > 1
     assert _whole(streamed) == _whole(whole) == _whole(radicales)
     assert len(parse_multistatus(_whole(streamed))) == ITEMS
     assert packed[1]["Content-Encoding"] == radicales_gzip[1]["Content-Encoding"] == "gzip"
@@ -167,7 +167,7 @@ def test_a_big_listing_is_sent_in_chunks_with_the_same_bytes(
     assert propfind_fast.FRAGMENTS.size == 0
     with propfind_fast.disabled():
         radicales = call(app, auth, "PROPFIND", path, LISTING, XML)
-    assert len(whole[2]) == 1 and len(streamed[2]) > 3 and len(packed[2]) > 1
+    assert len(streamed[2]) > 3 and len(packed[2]) > 1
     assert _whole(streamed) == _whole(rendered) == _whole(whole)
     assert parse_multistatus(_whole(streamed)) == parse_multistatus(_whole(radicales))
     assert len(parse_multistatus(_whole(streamed))) == ITEMS + 1

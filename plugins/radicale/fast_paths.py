@@ -7,14 +7,14 @@ client that does not is sent the answer inflated as it is written out)."""
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from server.bodycache import FAST_LEVEL, GZIP_LEVEL, GzipChunks, Spool, Streamed
+from server.bodycache import FAST_LEVEL, GZIP_LEVEL, GzipChunks, PlainChunks, Spool, Streamed
 
 IDENTITY = ("", "identity")
-SPOOL_PLAIN_LIMIT = 3 * 1024 * 1024  # a bigger answer is held as its gzip until it is sent
+SPOOL_PLAIN_LIMIT = 2 * 1024 * 1024  # a bigger answer is held as its gzip until it is sent
 GZIP_SPOOL_LIMIT = 64 * 1024  # for a client that takes gzip, which it is made for anyway
 
 
@@ -53,12 +53,14 @@ def spool(environ: dict[str, Any]) -> Spool:
 
 
 def spooled(environ: dict[str, Any], headers: dict[str, str],
-            body: bytes | GzipChunks) -> bytes | Streamed:
+            body: bytes | PlainChunks | GzipChunks) -> bytes | Streamed:
     """The answer body of a finished spool: plain bytes for Radicale (which gzips them for a
     client that asks), or the gzip made as Radicale makes it (Radicale must not compress it
     again), or the plain answer inflated chunk by chunk as it is written out."""
     if isinstance(body, bytes):
         return body
+    if isinstance(body, PlainChunks):  # bytes for Radicale to gzip, else written as they are
+        return b"".join(body.chunks) if radicale_compresses(environ) else body
     if radicale_compresses(environ):
         environ["HTTP_ACCEPT_ENCODING"] = "identity"
         headers["Content-Encoding"] = "gzip"
@@ -66,6 +68,13 @@ def spooled(environ: dict[str, Any], headers: dict[str, str],
     return body.inflating()
 
 
-def joined(body: bytes | GzipChunks) -> bytes:
+def plain(body: bytes | PlainChunks | GzipChunks) -> Iterable[bytes]:
+    """A finished spool's plain answer, chunk by chunk."""
+    if isinstance(body, bytes):
+        return [body]
+    return body if isinstance(body, PlainChunks) else body.inflating()
+
+
+def joined(body: bytes | PlainChunks | GzipChunks) -> bytes:
     """A finished spool's plain answer as one bytes object (for answers edited after)."""
-    return body if isinstance(body, bytes) else b"".join(body.inflating())
+    return body if isinstance(body, bytes) else b"".join(plain(body))

@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 
 from plugins.radicale import state
 from plugins.radicale.collection import HREF_CHUNK, STREAM_ROWS, DbCollection
-from plugins.radicale.fast_paths import SPOOL_PLAIN_LIMIT, spool, spooled
+from plugins.radicale.fast_paths import SPOOL_PLAIN_LIMIT, plain, spool, spooled
 from server.bodycache import FAST_LEVEL, Spool
 from server.models import CalendarItem
 
@@ -131,10 +131,8 @@ def answer(app: RadicaleApplication, environ: dict[str, Any], body: bytes, base_
         for href, row in _rows(found, session, None if not old_token else names):
             _write(out if row is None else present, prefix, tags, href, row)
     if present is not out:
-        held = present.finish()
-        for chunk in [held] if isinstance(held, bytes) else held.inflating():
+        for chunk in plain(present.finish()):
             out.write(chunk)
-        del held
     out.write(b"</multistatus>")
     headers = {"Content-Type": XML_TYPE}
     return 207, headers, spooled(environ, headers, out.finish()), None
