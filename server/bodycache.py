@@ -43,7 +43,10 @@ class GzipWriter:
     """gzip made piece by piece: the same bytes as `gzip_body` of the pieces joined."""
 
     def __init__(self, level: int = GZIP_LEVEL) -> None:
-        self._deflate = zlib.compressobj(level, zlib.DEFLATED, GZIP_WBITS)
+        # zlib's default memory level (8) for the gzip that is sent; the fast one, held only
+        # until it is inflated, is quicker (both ways) and no bigger with the largest (9)
+        memory_level = 8 if level == GZIP_LEVEL else 9
+        self._deflate = zlib.compressobj(level, zlib.DEFLATED, GZIP_WBITS, memory_level)
         self._out: list[bytes] = []
         self.length = 0
 
