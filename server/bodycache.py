@@ -142,7 +142,8 @@ class Spool:
 
 
 class PlainChunks(Streamed):
-    """A body kept as the chunks it was written in, written out as they are."""
+    """A body kept as the pieces it was written in, never joined: written out in chunks of
+    about INFLATE_OUTPUT bytes."""
 
     def __init__(self, chunks: list[bytes]) -> None:
         self.chunks = chunks
@@ -152,7 +153,16 @@ class PlainChunks(Streamed):
         return self._length
 
     def __iter__(self) -> Iterator[bytes]:
-        return iter(self.chunks)
+        group: list[bytes] = []
+        size = 0
+        for piece in self.chunks:
+            group.append(piece)
+            size += len(piece)
+            if size >= INFLATE_OUTPUT:
+                yield b"".join(group)
+                group, size = [], 0
+        if group:
+            yield b"".join(group)
 
 
 class GzipChunks(Streamed):

@@ -50,13 +50,15 @@ class FragmentCache:
     def fragments(self, shape: Hashable, rows: Iterable[Row],
                   render: Callable[[Row], bytes]) -> list[bytes]:
         """The fragment of each row, in order: cached ones reused, the others rendered."""
-        return list(self.stream(shape, rows, render))
+        return [fragment for fragment, _ in self.stream(shape, rows, render)]
 
     def stream(self, shape: Hashable, rows: Iterable[Row], render: Callable[[Row], bytes],
-               expected: int | None = None) -> Iterator[bytes]:
-        """The fragments one by one, as `fragments`; the listing is kept once they all went.
-        With `expected` (the number of rows), a listing that will not fit is not gathered
-        at all: only the fragments of the listing kept last time are held meanwhile."""
+               expected: int | None = None) -> Iterator[tuple[bytes, bool]]:
+        """The fragments one by one, as `fragments`, each with whether the listing is still
+        gathered to be kept (it is kept once they all went: who holds on to its fragments
+        meanwhile holds no more than the cache will). With `expected` (the number of rows),
+        a listing that will not fit is not gathered at all: only the fragments of the
+        listing kept last time are held meanwhile."""
         with self._lock:
             old, old_size = self._listings.pop(shape, ({}, 0))
             self._size -= old_size
@@ -71,7 +73,7 @@ class FragmentCache:
                 if size > self._max_bytes or (
                         expected is not None and len(kept) == 1 and size * expected > self._max_bytes):
                     kept = None  # too big to keep: rendered for this answer alone
-            yield fragment
+            yield fragment, kept is not None
         del old
         if kept is not None:
             self._keep(shape, kept, size + sys.getsizeof(kept) - sys.getsizeof({}))

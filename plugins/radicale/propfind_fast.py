@@ -35,7 +35,14 @@ from sqlalchemy import String, cast, func, select, type_coerce
 from sqlalchemy.types import LargeBinary
 
 from plugins.radicale.collection import DbCollection
-from plugins.radicale.fast_paths import joined, plain_utf8, spool, spooled, switched_off
+from plugins.radicale.fast_paths import (
+    joined,
+    plain_utf8,
+    radicale_compresses,
+    spool,
+    spooled,
+    switched_off,
+)
 from plugins.radicale.propfind_cache import FragmentCache, Row
 from plugins.radicale.propfind_props import (
     ItemTemplate,
@@ -46,7 +53,7 @@ from plugins.radicale.propfind_props import (
 )
 from plugins.radicale.state import current
 from plugins.radicale.stored_item import http_date
-from server.bodycache import Streamed
+from server.bodycache import PlainChunks, Streamed
 from server.models import CalendarItem
 
 Response = tuple[int, Any, Any, Any]
@@ -187,23 +194,35 @@ def answer(app: Any, environ: dict[str, Any], base_prefix: str, path: str, user:
             return None
         shape = (request, props, head[:head.index(b">", head.index(b"?>") + 2)])
         # Written as the rows stream by, into a spool that holds a big answer as its gzip:
-        # neither the rows, nor the fragments, nor the plain answer are held at once.
+        # neither the rows, nor the fragments, nor the plain answer are held at once. The
+        # fragments of a listing the cache keeps are only referenced (not copied) until
+        # the end: the cache holds them anyway.
         close = head.rindex(b"</")
+        edited = any(marker in head for marker in JOINED)  # Application.do_PROPFIND: bytes
         out = spool(environ)
         out.write(head[:close])
-        for fragment in FRAGMENTS.stream(shape, _rows(found, template), _renderer(template),
-                                         _count(found)):
+        shared: list[bytes] = []
+        for fragment, kept in FRAGMENTS.stream(shape, _rows(found, template),
+                                               _renderer(template), _count(found)):
+            if kept:
+                shared.append(fragment)
+                continue
+            for piece in shared:
+                out.write(piece)
+            shared.clear()
             out.write(fragment)
-        out.write(head[close:])
-    finished = out.finish()
-    del out
     headers = {"DAV": httputils.DAV_HEADERS, "Content-Type": f"text/xml; charset={app._encoding}"}
     answer_body: bytes | Streamed
-    if any(marker in head for marker in JOINED):  # Application.do_PROPFIND edits them: bytes
-        answer_body = joined(finished)
+    if shared and not edited and not radicale_compresses(environ):
+        answer_body = PlainChunks([head[:close], *shared, head[close:]])
     else:
-        answer_body = spooled(environ, headers, finished)
-    del finished
+        for piece in shared:
+            out.write(piece)
+        out.write(head[close:])
+        finished = out.finish()
+        answer_body = joined(finished) if edited else spooled(environ, headers, finished)
+        del finished
+    del out, shared
     COUNTS.answered += 1
     request_info["status"] = client.MULTI_STATUS
     return client.MULTI_STATUS, headers, answer_body, xmlutils.pretty_xml(parsed)
