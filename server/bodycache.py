@@ -13,6 +13,7 @@ holds them); the least recently used entries go first.
 from __future__ import annotations
 
 import gzip
+import io
 import sys
 import threading
 import zlib
@@ -58,7 +59,11 @@ class GzipWriter:
 
     def finish(self) -> Packed:
         self._out.append(self._deflate.flush())
-        return Packed(b"".join(self._out), self.length)
+        joined = io.BytesIO()  # each chunk let go of once copied: the gzip is not held twice
+        self._out.reverse()
+        while self._out:
+            joined.write(self._out.pop())
+        return Packed(joined.getvalue(), self.length)  # (getvalue does not copy)
 
     def finish_in_chunks(self) -> GzipChunks:
         """The gzip as the chunks zlib made (never joined into one bytes object)."""
