@@ -133,20 +133,25 @@ def _expect(status: int, wanted: int, what: str) -> None:
 XML = {"Content-Type": 'application/xml; charset="utf-8"'}
 
 
+def _gzip(wanted: bool) -> dict[str, str]:
+    """The header of a client that takes gzip (most do), or none."""
+    return {"Accept-Encoding": "gzip"} if wanted else {}
+
+
 def _operations(call: Caller) -> dict[str, tuple[Callable[[], object] | None, Callable[[], object]]]:
     """name -> (preparation before the peak is reset, the measured operation)."""
     from bench.caldav_bench import PROPFIND_BODY, query_body, sync_body
 
-    def report(body: bytes) -> Callable[[], object]:
+    def report(body: bytes, gzip: bool = False) -> Callable[[], object]:
         def run() -> object:
-            status, length, _ = call("REPORT", PATH, body, {**XML, "Depth": "1"})
+            status, length, _ = call("REPORT", PATH, body, {**XML, "Depth": "1", **_gzip(gzip)})
             _expect(status, 207, "REPORT")
             return length
         return run
 
-    def propfind(body: bytes) -> Callable[[], object]:
+    def propfind(body: bytes, gzip: bool = False) -> Callable[[], object]:
         def run() -> object:
-            status, length, _ = call("PROPFIND", PATH, body, {**XML, "Depth": "1"})
+            status, length, _ = call("PROPFIND", PATH, body, {**XML, "Depth": "1", **_gzip(gzip)})
             _expect(status, 207, "PROPFIND")
             return length
         return run
@@ -166,8 +171,10 @@ def _operations(call: Caller) -> dict[str, tuple[Callable[[], object] | None, Ca
         "put-second": (call.put, call.put),
         "calendar-query": (None, report(query_body())),
         "sync-empty": (None, report(sync_body(""))),
+        "sync-empty-gzip": (None, report(sync_body(""), gzip=True)),
         "propfind": (None, propfind(PROPFIND_BODY)),
         "propfind-warm": (propfind(PROPFIND_BODY), propfind(PROPFIND_BODY)),
+        "propfind-gzip": (None, propfind(PROPFIND_BODY, gzip=True)),
         "get-miss": (None, get(False)),
         "get-hit": (get(False), get(False)),
         "get-gzip-miss": (None, get(True)),
@@ -277,8 +284,9 @@ def _run_child(info: dict[str, str], operation: str) -> Any:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-DEFAULT_OPS = ("idle", "put", "put-second", "calendar-query", "sync-empty", "propfind",
-               "propfind-warm", "get-miss", "get-hit", "get-gzip-miss", "get-gzip-hit")
+DEFAULT_OPS = ("idle", "put", "put-second", "calendar-query", "sync-empty", "sync-empty-gzip",
+               "propfind", "propfind-warm", "propfind-gzip", "get-miss", "get-hit",
+               "get-gzip-miss", "get-gzip-hit")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.events import Event
-from server import audit, calendars, directory, migrate
+from server import audit, calendars, directory
 from server.actors import SYSTEM
 from server.audit import AuditKeys
 from server.context import Context
@@ -82,6 +82,7 @@ def build_item_cache(config: Path, path: str) -> int:
 
 def seed_fieldcal(database_url: str, events: list[Event], audit_key: str) -> Seeded:
     """Migrate, add the technician, and store the events through the domain write path."""
+    from server import migrate  # here: alembic (with mako, pygments) is no part of a worker
     began = time.perf_counter()
     audit.configure(database_url, AuditKeys((audit_key,)))
     database = Database(database_url)

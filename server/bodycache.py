@@ -5,13 +5,15 @@ process never serves stale data and no other process needs to see this cache.
 Beside a body the cache keeps its gzip, made once on the first request that
 accepts gzip. A body too big to hold in full is kept as its gzip alone (`Packed`)
 and served to clients without gzip by inflating it as it is written out
-(`Inflating`). The bound is in bytes of memory (both forms counted, as Python
+(`Inflating`). A big answer made of many small pieces is held the same way until it is
+sent (`Spool`). The bound is in bytes of memory (both forms counted, as Python
 holds them); the least recently used entries go first.
 """
 
 from __future__ import annotations
 
 import gzip
+import io
 import sys
 import threading
 import zlib
@@ -21,7 +23,8 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 Body = TypeVar("Body", str, bytes)
-GZIP_LEVEL = 6
+GZIP_LEVEL = 6  # zlib's default: what Radicale's own compression makes
+FAST_LEVEL = 1  # a body kept compressed for a client that did not ask for gzip
 GZIP_WBITS = 16 + zlib.MAX_WBITS  # a gzip header with no time: what gzip.compress(mtime=0) writes
 INFLATE_INPUT = 16 * 1024  # compressed bytes read at a time
 INFLATE_OUTPUT = 64 * 1024  # at most this much plain text per chunk written out
@@ -40,8 +43,11 @@ def gzip_body(body: str | bytes) -> bytes:
 class GzipWriter:
     """gzip made piece by piece: the same bytes as `gzip_body` of the pieces joined."""
 
-    def __init__(self) -> None:
-        self._deflate = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, GZIP_WBITS)
+    def __init__(self, level: int = GZIP_LEVEL) -> None:
+        # zlib's default memory level (8) for the gzip that is sent; the fast one, held only
+        # until it is inflated, is quicker (both ways) and no bigger with the largest (9)
+        memory_level = 8 if level == GZIP_LEVEL else 9
+        self._deflate = zlib.compressobj(level, zlib.DEFLATED, GZIP_WBITS, memory_level)
         self._out: list[bytes] = []
         self.length = 0
 
@@ -53,7 +59,16 @@ class GzipWriter:
 
     def finish(self) -> Packed:
         self._out.append(self._deflate.flush())
-        return Packed(b"".join(self._out), self.length)
+        joined = io.BytesIO()  # each chunk let go of once copied: the gzip is not held twice
+        self._out.reverse()
+        while self._out:
+            joined.write(self._out.pop())
+        return Packed(joined.getvalue(), self.length)  # (getvalue does not copy)
+
+    def finish_in_chunks(self) -> GzipChunks:
+        """The gzip as the chunks zlib made (never joined into one bytes object)."""
+        self._out.append(self._deflate.flush())
+        return GzipChunks(self._out, self.length)
 
 
 @dataclass(frozen=True)
@@ -66,6 +81,10 @@ class Packed:
     def inflating(self) -> Inflating:
         return Inflating(self)
 
+    def inflated(self) -> bytes:
+        """The plain body, made in one buffer of its size (no copy of it on the way)."""
+        return zlib.decompress(self.gzipped, GZIP_WBITS, max(self.length, 1))
+
 
 class Streamed:
     """A body written out chunk by chunk whose length is known first (its Content-Length)."""
@@ -77,13 +96,63 @@ class Streamed:
         raise NotImplementedError
 
 
-class Pieces(Streamed):
-    """Many small pieces written out in chunks of about INFLATE_OUTPUT bytes, never joined
-    into one body."""
+class Spool:
+    """An answer written in many small pieces and held compactly until it is sent: as plain
+    bytes (joined INFLATE_OUTPUT at a time) up to `plain_limit`, beyond that as its gzip
+    alone, so that a big answer takes a fraction of its size in memory. `finish` gives the
+    plain answer (bytes, or `PlainChunks`: its groups, never joined), or `GzipChunks` (the
+    same bytes as the gzip of the plain answer at `level`; at GZIP_LEVEL, what Radicale's
+    compression of it makes)."""
 
-    def __init__(self, pieces: list[bytes]) -> None:
-        self._pieces = pieces
-        self._length = sum(map(len, pieces))
+    def __init__(self, plain_limit: int, level: int = GZIP_LEVEL) -> None:
+        self._plain_limit = plain_limit
+        self._level = level
+        self._groups: list[bytes] = []  # joined pieces, while the answer is small
+        self._pending: list[bytes] = []
+        self._pending_size = 0
+        self._held = 0  # plain bytes in _groups
+        self._writer: GzipWriter | None = None
+
+    def write(self, piece: bytes) -> None:
+        self._pending.append(piece)
+        self._pending_size += len(piece)
+        if self._pending_size >= INFLATE_OUTPUT:
+            self._flush()
+
+    def _flush(self) -> None:
+        group = b"".join(self._pending)
+        self._pending.clear()
+        self._pending_size = 0
+        if self._writer is None:
+            self._groups.append(group)
+            self._held += len(group)
+            if self._held <= self._plain_limit:
+                return
+            self._writer = GzipWriter(self._level)
+            self._groups.reverse()
+            while self._groups:  # each group let go of once compressed
+                self._writer.write(self._groups.pop())
+            return
+        self._writer.write(group)
+
+    def finish(self) -> bytes | PlainChunks | GzipChunks:
+        if self._writer is None:  # not joined: the groups as they are
+            groups = [*self._groups, b"".join(self._pending)]
+            self._groups.clear()
+            self._pending.clear()
+            return groups[0] if len(groups) == 1 else PlainChunks(groups)
+        if self._pending:
+            self._flush()
+        return self._writer.finish_in_chunks()
+
+
+class PlainChunks(Streamed):
+    """A body kept as the pieces it was written in, never joined: written out in chunks of
+    about INFLATE_OUTPUT bytes."""
+
+    def __init__(self, chunks: list[bytes]) -> None:
+        self.chunks = chunks
+        self._length = sum(map(len, chunks))
 
     def __len__(self) -> int:
         return self._length
@@ -91,7 +160,7 @@ class Pieces(Streamed):
     def __iter__(self) -> Iterator[bytes]:
         group: list[bytes] = []
         size = 0
-        for piece in self._pieces:
+        for piece in self.chunks:
             group.append(piece)
             size += len(piece)
             if size >= INFLATE_OUTPUT:
@@ -101,11 +170,39 @@ class Pieces(Streamed):
             yield b"".join(group)
 
 
-class Inflating(Streamed):
-    """The plain body of a `Packed`, inflated chunk by chunk as it is written out; its len()
-    is the plain length (the answer's Content-Length)."""
+class GzipChunks(Streamed):
+    """A body's gzip kept as the chunks zlib made, with its length once inflated: written out
+    as they are (its len() is the gzip's length), or inflated (`inflating`)."""
 
-    def __init__(self, packed: Packed) -> None:
+    def __init__(self, chunks: list[bytes], length: int) -> None:
+        self.chunks = chunks
+        self.length = length
+        self._gzip_length = sum(map(len, chunks))
+
+    def __len__(self) -> int:
+        return self._gzip_length
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self.chunks)
+
+    def inflating(self) -> Inflating:
+        return Inflating(self)
+
+
+def _gzip_input(packed: Packed | GzipChunks) -> Iterator[bytes]:
+    if isinstance(packed, GzipChunks):
+        yield from packed.chunks
+        return
+    view = memoryview(packed.gzipped)
+    for start in range(0, len(view), INFLATE_INPUT):
+        yield view[start:start + INFLATE_INPUT].tobytes()
+
+
+class Inflating(Streamed):
+    """The plain body of a `Packed` (or `GzipChunks`), inflated chunk by chunk as it is
+    written out; its len() is the plain length (the answer's Content-Length)."""
+
+    def __init__(self, packed: Packed | GzipChunks) -> None:
         self._packed = packed
 
     def __len__(self) -> int:
@@ -113,9 +210,7 @@ class Inflating(Streamed):
 
     def __iter__(self) -> Iterator[bytes]:
         inflater = zlib.decompressobj(GZIP_WBITS)
-        view = memoryview(self._packed.gzipped)
-        for start in range(0, len(view), INFLATE_INPUT):
-            data: bytes = view[start:start + INFLATE_INPUT].tobytes()
+        for data in _gzip_input(self._packed):
             while data:
                 out = inflater.decompress(data, INFLATE_OUTPUT)
                 if out:
@@ -166,8 +261,9 @@ class BodyCache(Generic[Body]):
             self._entries.move_to_end(key)
             return entry.body
 
-    def put(self, key: Hashable, body: Body | Packed) -> None:
-        entry = _Entry(body)
+    def put(self, key: Hashable, body: Body | Packed, gzipped: bytes | None = None) -> None:
+        """Keep `body` (and its gzip, when it was made already)."""
+        entry = _Entry(body, None if isinstance(body, Packed) else gzipped)
         if entry.size > self._max_bytes:
             return
         with self._lock:

@@ -282,10 +282,14 @@ class DbCollection(radicale_storage.BaseCollection):
                     self._texts().execution_options(yield_per=STREAM_ROWS)).scalars()
                 body = serialize.whole_calendar_body(
                     texts, name=name, description=description,
-                    plain_limit=whole_get.PLAIN_LIMIT,
+                    plain_limit=min(whole_get.PACK_FROM, whole_get.PLAIN_LIMIT),
                     timezone_texts=lambda: session.scalars(
                         self._texts().where(CalendarItem.text.contains("BEGIN:VTIMEZONE"))))
-            WHOLE_CALENDARS.put(key, body)
+            gzipped = None
+            if isinstance(body, Packed) and body.length <= whole_get.PLAIN_LIMIT:
+                gzipped = body.gzipped
+                body = body.inflated()  # kept plain as before, its gzip beside it
+            WHOLE_CALENDARS.put(key, body, gzipped)
         notes.whole_calendar, notes.whole_body = key, body
         if notes.serving_get:
             return ""  # whole_get.finish answers with the bytes (no text copy, no encoding)

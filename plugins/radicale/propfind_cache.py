@@ -7,7 +7,8 @@ string: a changed item is a new row, so a fragment is never stale. Each listing
 keeps only the fragments of the items it had last time; whole listings are
 evicted, least recently used first, beyond `max_bytes`. A listing's size is
 what Python holds for it (`listing_size`: the dict, its keys and fragments), and
-a listing bigger than the bound is rendered but not kept.
+a listing bigger than the bound is rendered but not kept. `stream` gives the
+fragments one at a time, so that an answer written as they come holds none of them.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import sys
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 
 Row = Sequence[object]
 DEFAULT_MAX_BYTES = 16 * 1024 * 1024
@@ -49,27 +50,38 @@ class FragmentCache:
     def fragments(self, shape: Hashable, rows: Iterable[Row],
                   render: Callable[[Row], bytes]) -> list[bytes]:
         """The fragment of each row, in order: cached ones reused, the others rendered."""
+        return [fragment for fragment, _ in self.stream(shape, rows, render)]
+
+    def stream(self, shape: Hashable, rows: Iterable[Row], render: Callable[[Row], bytes],
+               expected: int | None = None) -> Iterator[tuple[bytes, bool]]:
+        """The fragments one by one, as `fragments`, each with whether the listing is still
+        gathered to be kept (it is kept once they all went: who holds on to its fragments
+        meanwhile holds no more than the cache will). With `expected` (the number of rows),
+        a listing that will not fit is not gathered at all: only the fragments of the
+        listing kept last time are held meanwhile."""
         with self._lock:
             old, old_size = self._listings.pop(shape, ({}, 0))
             self._size -= old_size
-        out: list[bytes] = []
         kept: dict[str, bytes] | None = {}
         size = sys.getsizeof(kept)
         for row in rows:
             key = row_key(row)
             fragment = old.pop(key, None) or render(row)
-            out.append(fragment)
             if kept is not None:
                 kept[key] = fragment
                 size += sys.getsizeof(key) + sys.getsizeof(fragment)
-                if size > self._max_bytes:
+                if size > self._max_bytes or (
+                        expected is not None and len(kept) == 1 and size * expected > self._max_bytes):
                     kept = None  # too big to keep: rendered for this answer alone
+            yield fragment, kept is not None
         del old
-        if kept is None:
-            return out
-        size += sys.getsizeof(kept) - sys.getsizeof({})  # the table grew with the listing
+        if kept is not None:
+            self._keep(shape, kept, size + sys.getsizeof(kept) - sys.getsizeof({}))
+
+    def _keep(self, shape: Hashable, kept: dict[str, bytes], size: int) -> None:
+        """A listing's fragments kept (`size`: the table grown with the listing counted)."""
         if size > self._max_bytes:
-            return out
+            return
         with self._lock:
             previous = self._listings.pop(shape, None)
             if previous is not None:
@@ -79,7 +91,6 @@ class FragmentCache:
             while self._size > self._max_bytes and self._listings:
                 _, (_, evicted) = self._listings.popitem(last=False)
                 self._size -= evicted
-        return out
 
     def clear(self) -> None:
         with self._lock:

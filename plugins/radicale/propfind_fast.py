@@ -35,7 +35,14 @@ from sqlalchemy import String, cast, func, select, type_coerce
 from sqlalchemy.types import LargeBinary
 
 from plugins.radicale.collection import DbCollection
-from plugins.radicale.fast_paths import plain_utf8, radicale_compresses, switched_off
+from plugins.radicale.fast_paths import (
+    joined,
+    plain_utf8,
+    radicale_compresses,
+    spool,
+    spooled,
+    switched_off,
+)
 from plugins.radicale.propfind_cache import FragmentCache, Row
 from plugins.radicale.propfind_props import (
     ItemTemplate,
@@ -46,7 +53,7 @@ from plugins.radicale.propfind_props import (
 )
 from plugins.radicale.state import current
 from plugins.radicale.stored_item import http_date
-from server.bodycache import Pieces
+from server.bodycache import PlainChunks, Streamed
 from server.models import CalendarItem
 
 Response = tuple[int, Any, Any, Any]
@@ -110,13 +117,24 @@ def _rows(collection: DbCollection, template: ItemTemplate) -> Iterator[Row]:
     # The driver's own rows: SQLAlchemy's result rows cost more than the query for big
     # calendars. The one parameter is an integer id, written into the statement.
     sql = str(query.compile(connection, compile_kwargs={"literal_binds": True}))
-    cursor = connection.connection.cursor()
+    # On PostgreSQL a named (server-side) cursor: psycopg's own would hold every row.
+    postgres = connection.dialect.name == "postgresql"
+    cursor = connection.connection.cursor(name="fieldcal_listing") if postgres \
+        else connection.connection.cursor()
     try:
         cursor.execute(sql)
         while batch := cursor.fetchmany(ROW_BATCH):  # not all rows held at once
             yield from batch
     finally:
         cursor.close()
+
+
+def _count(collection: DbCollection) -> int:
+    """How many items the calendar has (the fragment cache will not gather a listing too big
+    to keep)."""
+    query = select(func.count()).select_from(CalendarItem).where(
+        CalendarItem.collection_id == int(collection.row.id))
+    return int(current().session.execute(query).scalar_one())
 
 
 def _modified(value: object) -> str:
@@ -175,17 +193,38 @@ def answer(app: Any, environ: dict[str, Any], base_prefix: str, path: str, user:
         except UnknownPrefix:
             return None
         shape = (request, props, head[:head.index(b">", head.index(b"?>") + 2)])
-        fragments = FRAGMENTS.fragments(shape, _rows(found, template), _renderer(template))
-    close = head.rindex(b"</")
-    pieces = [head[:close], *fragments, head[close:]]
-    del fragments
-    answer_body: bytes | Pieces = Pieces(pieces)  # written out in chunks, never joined
-    if radicale_compresses(environ) or any(marker in head for marker in JOINED):
-        # Radicale gzips bytes, and Application.do_PROPFIND edits those properties
-        answer_body = b"".join(pieces)
+        # Written as the rows stream by, into a spool that holds a big answer as its gzip:
+        # neither the rows, nor the fragments, nor the plain answer are held at once. The
+        # fragments of a listing the cache keeps are only referenced (not copied) until
+        # the end: the cache holds them anyway.
+        close = head.rindex(b"</")
+        edited = any(marker in head for marker in JOINED)  # Application.do_PROPFIND: bytes
+        out = spool(environ)
+        out.write(head[:close])
+        shared: list[bytes] = []
+        for fragment, kept in FRAGMENTS.stream(shape, _rows(found, template),
+                                               _renderer(template), _count(found)):
+            if kept:
+                shared.append(fragment)
+                continue
+            for piece in shared:
+                out.write(piece)
+            shared.clear()
+            out.write(fragment)
+    headers = {"DAV": httputils.DAV_HEADERS, "Content-Type": f"text/xml; charset={app._encoding}"}
+    answer_body: bytes | Streamed
+    if shared and not edited and not radicale_compresses(environ):
+        answer_body = PlainChunks([head[:close], *shared, head[close:]])
+    else:
+        for piece in shared:
+            out.write(piece)
+        out.write(head[close:])
+        finished = out.finish()
+        answer_body = joined(finished) if edited else spooled(environ, headers, finished)
+        del finished
+    del out, shared
     COUNTS.answered += 1
     request_info["status"] = client.MULTI_STATUS
-    headers = {"DAV": httputils.DAV_HEADERS, "Content-Type": f"text/xml; charset={app._encoding}"}
     return client.MULTI_STATUS, headers, answer_body, xmlutils.pretty_xml(parsed)
 
 

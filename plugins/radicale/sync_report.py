@@ -27,6 +27,8 @@ from sqlalchemy.orm import Session
 
 from plugins.radicale import state
 from plugins.radicale.collection import HREF_CHUNK, STREAM_ROWS, DbCollection
+from plugins.radicale.fast_paths import SPOOL_PLAIN_LIMIT, plain, spool, spooled
+from server.bodycache import FAST_LEVEL, Spool
 from server.models import CalendarItem
 
 Response = tuple[int, Any, Any, Any]
@@ -80,7 +82,7 @@ def _rows(collection: DbCollection, session: Session, names: Iterable[str] | Non
             yield href, found.get(href)
 
 
-def _write(out: io.BytesIO, prefix: str, tags: list[str], href: str, row: Row | None) -> None:
+def _write(out: Spool, prefix: str, tags: list[str], href: str, row: Row | None) -> None:
     parts = [f"<response><href>{escape(quote(prefix + href))}</href>"]
     if row is None:
         parts.append(f"<status>{NOT_FOUND}</status></response>")
@@ -96,8 +98,8 @@ def _write(out: io.BytesIO, prefix: str, tags: list[str], href: str, row: Row | 
     out.write("".join(parts).encode("utf-8"))
 
 
-def answer(app: RadicaleApplication, body: bytes, base_prefix: str, path: str, user: str,
-           user_groups: set[str]) -> Response | None:
+def answer(app: RadicaleApplication, environ: dict[str, Any], body: bytes, base_prefix: str,
+           path: str, user: str, user_groups: set[str]) -> Response | None:
     """The multistatus for a plain sync-collection on one of our calendars, else None."""
     wanted = _wanted(body)
     if wanted is None or getattr(app, "_sharing")._enabled:  # noqa: B009  # Radicale's own attribute
@@ -116,20 +118,24 @@ def answer(app: RadicaleApplication, body: bytes, base_prefix: str, path: str, u
             token, names = found.sync(old_token)
         except ValueError:
             return None  # Radicale answers with the valid-sync-token error
-        out = io.BytesIO()  # the answer's bytes, written once (getvalue does not copy them)
+        # The answer is written as the rows stream by, into a spool that holds a big one
+        # as its gzip: neither the rows nor the plain answer are held at once.
+        out = spool(environ)
         out.write("<?xml version='1.0' encoding='utf-8'?>\n<multistatus xmlns=\"DAV:\">"
                   f"<sync-token>{escape(token)}</sync-token>".encode())
         prefix = f"{base_prefix}/{found.path}/"
         session = state.current().session
         # Radicale lists the gone hrefs first, then the present ones: a delta keeps those
         # apart (a first sync has none gone and writes straight into the answer).
-        present = out if not old_token else io.BytesIO()
+        present = out if not old_token else Spool(SPOOL_PLAIN_LIMIT, FAST_LEVEL)
         for href, row in _rows(found, session, None if not old_token else names):
             _write(out if row is None else present, prefix, tags, href, row)
     if present is not out:
-        out.write(present.getbuffer())
+        for chunk in plain(present.finish()):
+            out.write(chunk)
     out.write(b"</multistatus>")
-    return 207, {"Content-Type": XML_TYPE}, out.getvalue(), None
+    headers = {"Content-Type": XML_TYPE}
+    return 207, headers, spooled(environ, headers, out.finish()), None
 
 
 def do_REPORT(app: RadicaleApplication, environ: dict[str, Any], base_prefix: str, path: str,
@@ -137,7 +143,7 @@ def do_REPORT(app: RadicaleApplication, environ: dict[str, Any], base_prefix: st
     """A plain sync-collection from the index; every other REPORT as Radicale answers it."""
     stream = environ.get("wsgi.input")
     if isinstance(stream, io.BytesIO):
-        found = answer(app, stream.getvalue(), base_prefix, path, user, user_groups)
+        found = answer(app, environ, stream.getvalue(), base_prefix, path, user, user_groups)
         if found is not None:
             return found
     return RadicaleApplication.do_REPORT(app, environ, base_prefix, path, user, user_groups,

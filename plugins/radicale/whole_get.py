@@ -5,7 +5,8 @@ answers a GET in full whatever its If-None-Match says. A whole calendar is
 served from `WHOLE_CALENDARS` (keyed by collection and sync_seq) and its gzip is
 kept beside it, so a version is compressed once per process. A calendar bigger
 than PLAIN_LIMIT is kept as its gzip alone and inflated as it is written out for
-a client that does not take gzip (its answer is a `Streamed` body, which
+a client that does not take gzip (one bigger than PACK_FROM is made as its gzip,
+so that no more than PACK_FROM of plain text is held while it is made) (its answer is a `Streamed` body, which
 plugins.radicale.application hands to the server as the body's chunks). The gzip variant
 has an ETag of its own (`-gzip` suffix, as the web pages' compression does: the
 bytes differ); both forms revalidate. Every GET answer carries
@@ -25,6 +26,8 @@ Response = tuple[int, Any, Any, Any]
 ENCODING_HEADER = "HTTP_ACCEPT_ENCODING"
 WHOLE_CALENDARS: BodyCache[bytes] = BodyCache(16 * 1024 * 1024)
 PLAIN_LIMIT = 4 * 1024 * 1024  # a bigger calendar is kept (and made) as its gzip alone
+PACK_FROM = 1024 * 1024  # a calendar is made as its gzip from this size on (a smaller one is
+# inflated once made, and kept plain with that gzip beside it): no more plain text is held
 CALENDAR_TYPE = "text/calendar; charset=utf-8"
 
 
