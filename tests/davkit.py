@@ -66,6 +66,14 @@ def dav_request(server: LiveServer, method: str, path: str, auth: tuple[str, str
 
 ICS = {"Content-Type": "text/calendar; charset=utf-8"}
 XML = {"Content-Type": "application/xml; charset=utf-8"}
+# The head of a test calendar, and a Europe/Berlin VTIMEZONE to put after it.
+CALENDAR_HEAD = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//fieldcal tests//EN\r\n"
+BERLIN_VTIMEZONE = "\r\n".join([
+    "BEGIN:VTIMEZONE", "TZID:Europe/Berlin", "BEGIN:DAYLIGHT", "TZOFFSETFROM:+0100",
+    "TZOFFSETTO:+0200", "TZNAME:CEST", "DTSTART:19700329T020000",
+    "RRULE:FREQ=YEARLY;BYMONTH=3;BYDAY=-1SU", "END:DAYLIGHT", "BEGIN:STANDARD",
+    "TZOFFSETFROM:+0200", "TZOFFSETTO:+0100", "TZNAME:CET", "DTSTART:19701025T030000",
+    "RRULE:FREQ=YEARLY;BYMONTH=10;BYDAY=-1SU", "END:STANDARD", "END:VTIMEZONE", ""])
 
 
 def calendar_query(start: dt.datetime, end: dt.datetime, *, expand: bool = False) -> str:

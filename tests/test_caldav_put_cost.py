@@ -104,60 +104,58 @@ def test_a_new_event_is_one_write_of_few_statements(app: Any, db: Database, seed
     assert "SUMMARY:v2" in items_of(db, f"{login}/personal")["first.ics"].text
 
 
-def test_an_entry_of_a_rolled_back_savepoint_is_not_anchored(
-        db: Database, database_url: str, seed: Seed, tmp_path: Path) -> None:
-    checkpoint = tmp_path / audit_anchor.CHECKPOINT_FILE_NAME
+@pytest.fixture
+def checkpoint(db: Database, database_url: str, tmp_path: Path) -> Iterator[Path]:
+    """The audit checkpoint file, written after each commit for this test only."""
+    path = tmp_path / audit_anchor.CHECKPOINT_FILE_NAME
     with db.read() as session:
         configured = audit.keys_for(session)
-    audit.configure(database_url, audit.AuditKeys((AUDIT_KEY,), checkpoint=checkpoint))
+    audit.configure(database_url, audit.AuditKeys((AUDIT_KEY,), checkpoint=path))
     audit_anchor.anchor_commits()
     try:
-        with db.write() as session:
-            ctx = Context(session, SYSTEM, "dispatch@example.test")
-            kept = audit.record(session, SYSTEM, Action.ITEM_PUT, "collection", 1,
-                                after={"n": "kept"})
-            with pytest.raises(RuntimeError), session.begin_nested():
-                audit.record(session, SYSTEM, Action.ITEM_PUT, "collection", 1,
-                             after={"n": "rolled back"})
-                raise RuntimeError("the operation fails after its audit entry")
-            assert ctx.session is session
-        named = json.loads(checkpoint.read_text())
-        assert named["entry_id"] == kept.id
-        with db.read() as session:
-            head = audit_anchor.head(session)
-            assert head is not None and head.id == kept.id and head.hash == kept.hash
-            assert list(audit.verify(session)) == []
+        yield path
     finally:
         audit.configure(database_url, configured)
+
+
+def test_an_entry_of_a_rolled_back_savepoint_is_not_anchored(
+        db: Database, seed: Seed, checkpoint: Path) -> None:
+    with db.write() as session:
+        ctx = Context(session, SYSTEM, "dispatch@example.test")
+        kept = audit.record(session, SYSTEM, Action.ITEM_PUT, "collection", 1,
+                            after={"n": "kept"})
+        with pytest.raises(RuntimeError), session.begin_nested():
+            audit.record(session, SYSTEM, Action.ITEM_PUT, "collection", 1,
+                         after={"n": "rolled back"})
+            raise RuntimeError("the operation fails after its audit entry")
+        assert ctx.session is session
+    named = json.loads(checkpoint.read_text())
+    assert named["entry_id"] == kept.id
+    with db.read() as session:
+        head = audit_anchor.head(session)
+        assert head is not None and head.id == kept.id and head.hash == kept.hash
+        assert list(audit.verify(session)) == []
 
 
 def test_the_checkpoint_is_written_at_the_commit_not_at_a_savepoint(
-        db: Database, database_url: str, seed: Seed, tmp_path: Path) -> None:
+        db: Database, seed: Seed, checkpoint: Path) -> None:
     """An operation's savepoint is released inside the transaction: its entry is anchored
     only once the transaction commits, never if the transaction is rolled back after."""
-    checkpoint = tmp_path / audit_anchor.CHECKPOINT_FILE_NAME
-    with db.read() as session:
-        configured = audit.keys_for(session)
-    audit.configure(database_url, audit.AuditKeys((AUDIT_KEY,), checkpoint=checkpoint))
-    audit_anchor.anchor_commits()
-    try:
-        with pytest.raises(RuntimeError), db.write() as session:
-            with session.begin_nested():
-                audit.record(session, SYSTEM, Action.ITEM_PUT, "collection", 1,
-                             after={"n": "released, then rolled back"})
-            assert not checkpoint.exists()  # released: not committed yet
-            raise RuntimeError("the request fails after the operation")
+    with pytest.raises(RuntimeError), db.write() as session:
+        with session.begin_nested():
+            audit.record(session, SYSTEM, Action.ITEM_PUT, "collection", 1,
+                         after={"n": "released, then rolled back"})
+        assert not checkpoint.exists()  # released: not committed yet
+        raise RuntimeError("the request fails after the operation")
+    assert not checkpoint.exists()
+    with db.write() as session:
+        with session.begin_nested():
+            kept = audit.record(session, SYSTEM, Action.ITEM_PUT, "collection", 1,
+                                after={"n": "committed"})
         assert not checkpoint.exists()
-        with db.write() as session:
-            with session.begin_nested():
-                kept = audit.record(session, SYSTEM, Action.ITEM_PUT, "collection", 1,
-                                    after={"n": "committed"})
-            assert not checkpoint.exists()
-        assert json.loads(checkpoint.read_text())["entry_id"] == kept.id
-        with db.read() as session:
-            assert list(audit.verify(session)) == []
-    finally:
-        audit.configure(database_url, configured)
+    assert json.loads(checkpoint.read_text())["entry_id"] == kept.id
+    with db.read() as session:
+        assert list(audit.verify(session)) == []
 
 
 def test_put_item_returns_the_stored_row_and_expires_a_loaded_copy(

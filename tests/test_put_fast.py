@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from davkit import BERLIN_VTIMEZONE as BERLIN
+from davkit import CALENDAR_HEAD as HEAD
 from seeding import Account, Seed, at, fresh_technician, items_of, personal_event
 from sqlalchemy import select
 from test_radicale_plugin import Dav, load_wsgi, settings_for
@@ -31,13 +33,6 @@ from server.db import Database, get_database
 from server.models import AuditEntry, Change
 
 ICS = "text/calendar; charset=utf-8"
-HEAD = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//fieldcal tests//EN\r\n"
-BERLIN = "\r\n".join([
-    "BEGIN:VTIMEZONE", "TZID:Europe/Berlin", "BEGIN:DAYLIGHT", "TZOFFSETFROM:+0100",
-    "TZOFFSETTO:+0200", "TZNAME:CEST", "DTSTART:19700329T020000",
-    "RRULE:FREQ=YEARLY;BYMONTH=3;BYDAY=-1SU", "END:DAYLIGHT", "BEGIN:STANDARD",
-    "TZOFFSETFROM:+0200", "TZOFFSETTO:+0100", "TZNAME:CET", "DTSTART:19701025T030000",
-    "RRULE:FREQ=YEARLY;BYMONTH=10;BYDAY=-1SU", "END:STANDARD", "END:VTIMEZONE", ""])
 
 
 def calendar(*lines: str, head: str = HEAD) -> str:

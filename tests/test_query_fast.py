@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from davkit import BERLIN_VTIMEZONE as BERLIN
+from davkit import CALENDAR_HEAD as HEAD
 from seeding import Seed, domain, put_personal
 from test_propfind_fast import answer, first_difference, paths
 from test_radicale_plugin import Dav, load_wsgi, settings_for
@@ -32,13 +34,6 @@ from server.db import get_database
 
 CORPUS = Path(__file__).parent / "data" / "report"
 BODIES = {path.stem: path.read_bytes() for path in sorted(CORPUS.glob("*.xml"))}
-HEAD = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//fieldcal tests//EN\r\n"
-BERLIN = "\r\n".join([
-    "BEGIN:VTIMEZONE", "TZID:Europe/Berlin", "BEGIN:DAYLIGHT", "TZOFFSETFROM:+0100",
-    "TZOFFSETTO:+0200", "TZNAME:CEST", "DTSTART:19700329T020000",
-    "RRULE:FREQ=YEARLY;BYMONTH=3;BYDAY=-1SU", "END:DAYLIGHT", "BEGIN:STANDARD",
-    "TZOFFSETFROM:+0200", "TZOFFSETTO:+0100", "TZNAME:CET", "DTSTART:19701025T030000",
-    "RRULE:FREQ=YEARLY;BYMONTH=10;BYDAY=-1SU", "END:STANDARD", "END:VTIMEZONE", ""])
 
 
 def calendar(*components: str, timezone: str = "") -> str:
