@@ -14,11 +14,13 @@ import sys
 import tracemalloc
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 
 from plugins.radicale.propfind_cache import FragmentCache, listing_size
 from server import timesql
 from server.bodycache import BodyCache, GzipWriter
 from server.busy import ExpansionCache
+from server.db import SQLITE_PAGE_CACHE_KIB, Database
 from server.freebusy import PlainCache
 
 SLACK = 64 * 1024  # what tracemalloc sees besides the cache (frames, interned names)
@@ -139,3 +141,14 @@ def test_time_zone_conversion_caches() -> None:
     assert timesql.sqlite_local("2020-01-01 00:00:00.000000", long_zone) is None
     assert timesql._known_zone.cache_info().currsize <= 256
     assert sys.getsizeof(long_zone) > timesql.MAX_ZONE  # (the long name was not cached)
+
+
+def test_sqlite_page_cache_per_connection(tmp_path: Path) -> None:
+    """Each SQLite connection of a worker (one per thread) caches at most this many KiB."""
+    database = Database(f"sqlite:///{tmp_path / 'bounds.sqlite3'}")
+    try:
+        with database.read() as session:
+            size = session.connection().exec_driver_sql("PRAGMA cache_size").scalar()
+        assert size == -SQLITE_PAGE_CACHE_KIB and SQLITE_PAGE_CACHE_KIB <= 1024
+    finally:
+        database.dispose()
