@@ -10,6 +10,7 @@ IMAP is a real dovecot on loopback (imapkit.py), read by the IMAP poller.
 from __future__ import annotations
 
 import smtplib
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -35,6 +36,7 @@ from sqlalchemy import func, select
 from server import integrations
 from server.context import Context
 from server.db import Database
+from server.intake import mail as intake_mail
 from server.intake.policy import IntakePolicy
 from server.intake.receiver import IntakeController
 from server.models import Customer, InboundMail, Job, JobFile, JobPhoto, OutboxMessage
@@ -211,3 +213,27 @@ def test_a_permanent_bounce_of_our_mail_alerts_dispatch(mail_env: MailEnv, smtp_
         assert len(alerts) == 1 and "bounce.me@gone.example" in alerts[0].payload["text"]
     send(smtp_in, mail_env.raw("18_dsn_permanent.eml"))  # the same report again: no second alert
     assert mail_env.count(OutboxMessage, OutboxMessage.kind == integrations.ALERT) == 1
+
+
+def test_two_readers_of_one_pending_message_make_one_job(mail_env: MailEnv) -> None:
+    """The IMAP poller and the retry of pending mail may read one stored message at once
+    (both run when a worker starts): the second waits for the first and finds it read."""
+    sender = "twice.read@race.example"
+    raw = (f"From: Tess Twice <{sender}>\r\nTo: {SERVICE}\r\nSubject: Dryer alarm\r\n"
+           "Message-ID: <race-1@race.example>\r\n\r\nThe dryer alarm keeps going off.\r\n").encode()
+    mail_id = intake_mail.store_raw(mail_env.database, raw, "imap")
+    second: list[intake_mail.Outcome] = []
+    with mail_env.database.write() as session:  # the first reader, inside its transaction
+        mail = session.get(InboundMail, mail_id, with_for_update=True)
+        assert mail is not None and mail.outcome == intake_mail.PENDING
+        other = threading.Thread(target=lambda: second.append(intake_mail.process_stored(
+            mail_env.database, mail_id, "retry", ORGANIZER)))
+        other.start()
+        other.join(1.0)
+        assert other.is_alive(), "the second reader waits for the first"
+        first = intake_mail.process(Context(session, intake_mail.actor_for("imap"), ORGANIZER), mail)
+    other.join(30)
+    assert first.outcome == "job" and second and second[0].job_id == first.job_id
+    with mail_env.database.read() as session:
+        assert session.scalar(select(func.count()).select_from(Job).join(Customer)
+                              .where(Customer.email == sender)) == 1

@@ -233,7 +233,9 @@ def read_stored(database: Database, mail_id: int, channel: str, organizer: str =
 def process_stored(database: Database, mail_id: int, channel: str, organizer: str = "",
                    policy: IntakePolicy | None = None) -> Outcome:
     with database.write() as session:
-        mail = session.get(InboundMail, mail_id)
+        # Locked: the poller and the retry of pending mail may read one message at once,
+        # and the second must find it read, not make a second job.
+        mail = session.get(InboundMail, mail_id, with_for_update=True, populate_existing=True)
         assert mail is not None
         ctx = Context(session, actor_for(channel), organizer)
         try:
