@@ -48,7 +48,7 @@ def spool(environ: dict[str, Any]) -> Spool:
     """Where an answer is written: compressed as Radicale would compress it for a client
     that takes gzip (so that the gzip is sent as it is), else as fast as zlib can."""
     if radicale_compresses(environ):
-        return Spool(min(GZIP_SPOOL_LIMIT, SPOOL_PLAIN_LIMIT), GZIP_LEVEL)
+        return Spool(GZIP_SPOOL_LIMIT, GZIP_LEVEL)
     return Spool(SPOOL_PLAIN_LIMIT, FAST_LEVEL)
 
 
