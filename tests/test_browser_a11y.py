@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from axe_playwright_python.sync_playwright import Axe
+from axekit import axe_violations
 from bookkit import appointments_of
 from playwright.sync_api import Browser, Page, expect
 from test_browser import (  # noqa: F401  (fixtures used by name)
@@ -33,7 +33,6 @@ from server.context import Context
 pytestmark = pytest.mark.slow
 
 WIDTHS = (320, 390, 1100)
-AXE = Axe()
 TARGET_PX = 44
 TARGETS = ("main .button, main button, .chip label, .back a, .error-summary a, .weeknav a, "
            "summary")
@@ -41,13 +40,6 @@ TARGETS = ("main .button, main button, .chip label, .back a, .error-summary a, .
 
 def long_email() -> str:  # 31 characters and more break narrow layouts
     return f"maximilian.mustermann-{secrets.token_hex(3)}@werkstatt-grosskunde.example.test"
-
-
-def axe_violations(page: Page) -> list[str]:
-    results = AXE.run(page)
-    return [f"{v['id']} ({v['impact']}): {v['help']} — "
-            + "; ".join(str(n["target"]) for n in v["nodes"][:3])
-            for v in results.response["violations"]]
 
 
 def small_targets(page: Page) -> list[dict[str, Any]]:

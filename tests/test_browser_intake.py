@@ -11,13 +11,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
+from axekit import axe_violations
 from intakekit import jpeg_with_exif
 from live import LiveServer
 from playwright.sync_api import Browser, Page
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 from sqlalchemy import func, select
 from test_browser import Shots, _context, browser, shots  # noqa: F401  (fixtures used by name)
-from test_browser_a11y import axe_violations
 
 from server.db import Database
 from server.migrate import upgrade

@@ -8,7 +8,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from axe_playwright_python.sync_playwright import Axe
+from axekit import axe_violations
 from consolekit import PASSWORD, set_password
 from live import LiveServer
 from playwright.sync_api import Browser, Page, expect
@@ -20,7 +20,6 @@ from server.db import Database
 from server.models import Appointment, TimeOff
 
 pytestmark = pytest.mark.slow
-AXE = Axe()
 
 
 @pytest.fixture(scope="module")
@@ -44,11 +43,6 @@ def signed_in(browser: Browser, live: LiveServer, desk: str) -> Iterator[Page]: 
         context.close()
 
 
-def violations(page: Page) -> list[str]:
-    return [f"{v['id']}: {v['help']} {[n['target'] for n in v['nodes'][:3]]}"
-            for v in AXE.run(page).response["violations"]]
-
-
 def board_day(live: LiveServer, seed: Seed, login: str = "alice", index: int = 0) -> str:
     day = seed.jobs[login][index].starts_at.astimezone(dt.UTC).date()
     return live.url(f"/console/board?view=day&day={day}")
@@ -59,18 +53,18 @@ def test_sign_in_page_and_board_pass_axe(browser: Browser, live: LiveServer, see
     context = _context(browser)
     fresh = context.new_page()
     fresh.goto(live.url("/console"))
-    assert violations(fresh) == []
+    assert axe_violations(fresh) == []
     shots(fresh, "sign-in")
     context.close()
     signed_in.goto(board_day(live, seed))
     expect(signed_in.locator(f"#visit-{seed.jobs['alice'][0].appointment_id}")).to_contain_text(
         "Annual service")
     expect(signed_in.locator("#live")).to_have_text("Live updates: on")
-    assert violations(signed_in) == []
+    assert axe_violations(signed_in) == []
     shots(signed_in, "board-day")
     signed_in.get_by_role("link", name="Week").click()
     expect(signed_in.locator("h1")).to_contain_text("week of")
-    assert violations(signed_in) == []
+    assert axe_violations(signed_in) == []
     shots(signed_in, "board-week")
 
 
