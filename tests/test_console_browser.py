@@ -145,6 +145,7 @@ def test_drag_and_drop_moves_and_assigns_and_the_other_board_follows(
         assert tray_id
         bob_row = 'section.row[data-technician="bob"]'
         tray_visit.drag_to(signed_in.locator(bob_row))
+        expect(signed_in.locator(f"{bob_row} #visit-{tray_id}")).to_be_visible()
         expect(other.locator(f"{bob_row} #visit-{tray_id}")).to_be_visible(timeout=1000)
         shots(other, "board-after-drag")
     finally:
