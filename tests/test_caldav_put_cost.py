@@ -1,16 +1,19 @@
-"""What a CalDAV PUT of a new event costs in SQL, and that the cheaper write path keeps
-what it must: the audit chain and its checkpoint, the change log, the UID check."""
+"""What a CalDAV PUT of a new event and a calendar-query cost in SQL, and that the cheaper
+write path keeps what it must: the audit chain and its checkpoint, the change log, the UID
+check."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import xml.etree.ElementTree as ET  # our own answers, parsed for the check
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
+from davkit import calendar_query
 from live import AUDIT_KEY
 from seeding import Seed, at, fresh_technician, items_of, personal_event
 from sqlalchemy import event, select, update
@@ -43,7 +46,7 @@ def db(database_url: str, seed: Seed) -> Database:
 
 
 # SQLite: the sign-in's read transaction, then the write (BEGIN IMMEDIATE); PostgreSQL: the
-# write goes on in the sign-in's transaction (plugins.radicale.state.signing_in_with_the_write).
+# write goes on in the sign-in's transaction (plugins.radicale.state.signing_in_with_the_request).
 TRANSACTIONS = {"sqlite": 2, "postgresql": 1}
 
 
@@ -102,6 +105,33 @@ def test_a_new_event_is_one_write_of_few_statements(app: Any, db: Database, seed
                 If_Match=items_of(db, f"{login}/personal")["first.ics"].etag, **ICS)
     assert again.status_code == 204
     assert "SUMMARY:v2" in items_of(db, f"{login}/personal")["first.ics"].text
+
+
+# The sign-in (the throttle, the password), the collection, the time range's one read
+# (both its index parts in one statement). SQLite: the sign-in's read transaction and then
+# the request's (each with its BEGIN); PostgreSQL: one transaction for the whole request
+# (plugins.radicale.state.signing_in_with_the_request).
+QUERY_STATEMENTS = {"sqlite": 6, "postgresql": 4}
+QUERY_TRANSACTIONS = {"sqlite": 2, "postgresql": 1}
+
+
+def test_a_calendar_query_is_few_statements_and_one_transaction_on_postgresql(
+        app: Any, db: Database, seed: Seed) -> None:
+    made = fresh_technician(db, seed, "querycost", [(at(14, 15), at(14, 16))])
+    dav = as_user(Client(app), made.account)
+    login = made.account.login
+    for day in (20, 21, 40):
+        event_ics = personal_event(f"q{day}-{login}@example.test", f"q{day}", at(day, 9), at(day, 10))
+        assert dav("PUT", f"/dav/{login}/personal/q{day}.ics", event_ics, **ICS).status_code == 201
+    body = calendar_query(at(20, 0), at(22, 0))
+    with counted(db) as (statements, begun):
+        found = dav("REPORT", f"/dav/{login}/personal/", body, Depth="1",
+                    Content_Type="application/xml; charset=utf-8")
+    assert found.status_code == 207
+    hrefs = [e.text for e in ET.fromstring(found.get_data()).iter("{DAV:}href")]
+    assert sorted(hrefs) == [f"/dav/{login}/personal/q20.ics", f"/dav/{login}/personal/q21.ics"]
+    assert len(statements) == QUERY_STATEMENTS[db.engine.dialect.name], statements
+    assert len(begun) == QUERY_TRANSACTIONS[db.engine.dialect.name]
 
 
 @pytest.fixture

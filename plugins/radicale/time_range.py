@@ -3,7 +3,8 @@
 Short items (spanning at most `SHORT_SPAN_DAYS`, stored bounds) overlap the range only if
 they start at most that long before it: a bounded range of the (collection, dtstart)
 index. The others (open-ended series, long or unbounded items) come from their own
-partial index (`ix_calendar_item_long`, server.models.calendars). Rows are given once,
+partial index (`ix_calendar_item_long`, server.models.calendars). Both are read in one
+statement (UNION ALL: one round trip, each part on its own index). Rows are given once,
 ordered by dtstart (open starts first), as one query over the whole calendar gave them.
 """
 
@@ -14,7 +15,7 @@ import functools
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, Select, bindparam, or_, select, text
+from sqlalchemy import ColumnElement, CompoundSelect, Row, Select, bindparam, or_, select, text, union_all
 from sqlalchemy.orm import Session
 
 from server.models import CalendarItem
@@ -45,18 +46,18 @@ def _order(row: Row[Any]) -> tuple[bool, dt.datetime]:
 
 @functools.cache
 def _statements(columns: tuple[Any, ...], dialect: str, by_component: bool, bounded_start: bool,
-                bounded_end: bool) -> tuple[Select[Any], ...]:
-    """The statements of one query shape, built once: a request only binds its values."""
+                bounded_end: bool) -> Select[Any] | CompoundSelect:
+    """The statement of one query shape, built once: a request only binds its values."""
     query = select(*columns).where(CalendarItem.collection_id == COLLECTION)
     if by_component:
         query = query.where(CalendarItem.component == COMPONENT)
     if not (bounded_start and bounded_end):
-        return (query.where(*_overlap(bounded_start, bounded_end)).order_by(CalendarItem.dtstart),)
+        return query.where(*_overlap(bounded_start, bounded_end)).order_by(CalendarItem.dtstart)
     long_span = text(f"({LONG_SPAN_POSTGRESQL if dialect == 'postgresql' else LONG_SPAN_SQLITE})")
     short = query.where(CalendarItem.dtstart >= SHORT_FROM, CalendarItem.dtstart < END,
                         CalendarItem.dtend > START)
     long = query.where(long_span, *_overlap(True, True))
-    return short, long
+    return union_all(short, long)
 
 
 def rows_in_range(session: Session, columns: tuple[Any, ...], collection_id: int,
@@ -65,14 +66,13 @@ def rows_in_range(session: Session, columns: tuple[Any, ...], collection_id: int
     """Rows of `columns` (with href and dtstart) in one collection, of one component if given,
     whose stored bounds overlap [start_at, end_at). Run on the session's connection: plain
     column rows need none of the ORM's result handling."""
-    connection = session.connection()
-    statements = _statements(columns, session.get_bind().dialect.name, component is not None,
-                             start_at is not None, end_at is not None)
+    statement = _statements(columns, session.get_bind().dialect.name, component is not None,
+                            start_at is not None, end_at is not None)
     values: dict[str, Any] = {"collection_id": collection_id, "component": component,
                               "start_at": start_at, "end_at": end_at}
-    if len(statements) == 1:
-        return connection.execute(statements[0], values).all()
+    if isinstance(statement, Select):
+        return session.connection().execute(statement, values).all()
     assert start_at is not None
     values["short_from"] = start_at - MARGIN
-    rows = {row.href: row for part in statements for row in connection.execute(part, values)}
+    rows = {row.href: row for row in session.connection().execute(statement, values)}
     return sorted(rows.values(), key=_order)
