@@ -15,6 +15,7 @@ import hmac
 import json
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -91,9 +92,36 @@ class Checkpoint:
             raise CheckpointError(f"{source} is not an audit checkpoint ({exc}).") from exc
 
 
+# One checkpoint is one JSON object padded to this size and written in place at the file's
+# start: no rename (a rename over a file makes ext4 write the file's data out at once, about
+# 0.4 ms on every commit that adds entries) and no truncation; the record lies within one
+# disk sector, so a crash leaves the old record or the new one.
+RECORD_BYTES = 512
+
+
+@contextmanager
+def _locked(path: Path, *, exclusive: bool) -> Iterator[None]:
+    """The checkpoint's lock file beside it (writers exclusive, readers shared). A reader
+    that cannot create it (a read-only copy kept elsewhere) reads without it."""
+    try:
+        descriptor = os.open(path.with_name(path.name + ".lock"), os.O_WRONLY | os.O_CREAT, 0o600)
+    except OSError:
+        if exclusive:
+            raise
+        yield
+        return
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        yield
+    finally:
+        fcntl.flock(descriptor, fcntl.LOCK_UN)
+        os.close(descriptor)
+
+
 def read_checkpoint(path: Path) -> Checkpoint | None:
     try:
-        text = path.read_text(encoding="utf-8")
+        with _locked(path, exclusive=False):
+            text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return None
     except OSError as exc:
@@ -101,29 +129,34 @@ def read_checkpoint(path: Path) -> Checkpoint | None:
     return Checkpoint.parse(text, str(path))
 
 
+def _record(checkpoint: Checkpoint) -> bytes:
+    text = json.dumps(checkpoint.as_json(), sort_keys=True)
+    if len(text) >= RECORD_BYTES:
+        raise ValueError(f"a checkpoint of {len(text)} bytes does not fit {RECORD_BYTES}")
+    return text.ljust(RECORD_BYTES - 1).encode() + b"\n"
+
+
 def write_checkpoint(path: Path, checkpoint: Checkpoint, *, only_forward: bool = True) -> bool:
-    """Replace the file atomically (under a lock); never move it back to an older entry."""
+    """Write the checkpoint in place (under a lock); never move it back to an older entry."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    lock_path = path.with_name(path.name + ".lock")
-    descriptor = os.open(lock_path, os.O_WRONLY | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(descriptor, fcntl.LOCK_EX)
-        if only_forward:
-            try:
-                current = read_checkpoint(path)
-            except CheckpointError:
-                current = None  # an unreadable file is replaced; verify reports the gap if any
-            if current is not None and current.entry_id >= checkpoint.entry_id:
-                return False
-        scratch = path.with_name(f".{path.name}.{os.getpid()}")
-        scratch.write_text(json.dumps(checkpoint.as_json(), sort_keys=True) + "\n",
-                           encoding="utf-8")
-        os.chmod(scratch, 0o600)
-        os.replace(scratch, path)
-        return True
-    finally:
-        fcntl.flock(descriptor, fcntl.LOCK_UN)
-        os.close(descriptor)
+    record = _record(checkpoint)
+    with _locked(path, exclusive=True):
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            if only_forward:
+                try:
+                    current = Checkpoint.parse(os.pread(descriptor, 4 * RECORD_BYTES, 0).decode(),
+                                               str(path))
+                except (CheckpointError, UnicodeDecodeError):
+                    current = None  # empty or unreadable: replaced; verify reports a gap if any
+                if current is not None and current.entry_id >= checkpoint.entry_id:
+                    return False
+            os.pwrite(descriptor, record, 0)
+            if os.fstat(descriptor).st_size > len(record):  # another file written over
+                os.ftruncate(descriptor, len(record))
+            return True
+        finally:
+            os.close(descriptor)
 
 
 def _after_commit(session: Session) -> None:

@@ -22,7 +22,13 @@ from sqlalchemy import delete, insert, select, update
 
 from server import audit
 from server.actors import SYSTEM
-from server.audit_anchor import CHECKPOINT_FILE_NAME, Checkpoint, write_checkpoint
+from server.audit_anchor import (
+    CHECKPOINT_FILE_NAME,
+    RECORD_BYTES,
+    Checkpoint,
+    read_checkpoint,
+    write_checkpoint,
+)
 from server.cli import cli
 from server.db import Database, get_database
 from server.errors import ConfigError
@@ -373,3 +379,23 @@ def test_demo_writes_an_audit_key_and_serve_refuses_without_one(tmp_path: Path) 
     assert len(key) >= 32
     assert "holds" in run(env, "audit", "verify").stdout
     assert json.loads((folder / CHECKPOINT_FILE_NAME).read_text())["key_id"] == audit.key_id(key)
+
+
+def test_the_checkpoint_is_written_in_place_forward_only(tmp_path: Path) -> None:
+    """One padded record at the file's start, rewritten in place (same file, no rename):
+    an older checkpoint never replaces a newer one; a longer file written over is cut to
+    the record; what is written reads back as the same checkpoint, and as plain JSON."""
+    keys = audit.AuditKeys((AUDIT_KEY,))
+    path = tmp_path / CHECKPOINT_FILE_NAME
+    path.write_text(json.dumps({"version": 1}) + " " * 2000 + "\n")  # an earlier, longer file
+    first = Checkpoint(7, "a" * 64, keys.signing_id, "b" * 64)
+    assert write_checkpoint(path, first)
+    inode = path.stat().st_ino
+    assert path.stat().st_size == RECORD_BYTES and read_checkpoint(path) == first
+    newer = Checkpoint(9, "c" * 64, keys.signing_id, "d" * 64)
+    assert write_checkpoint(path, newer)
+    assert not write_checkpoint(path, first)  # never back
+    assert path.stat().st_ino == inode and read_checkpoint(path) == newer
+    assert json.loads(path.read_text())["entry_id"] == 9
+    assert write_checkpoint(path, first, only_forward=False)  # an export may name any entry
+    assert read_checkpoint(path) == first and path.stat().st_size == RECORD_BYTES
