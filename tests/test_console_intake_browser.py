@@ -11,13 +11,14 @@ import secrets
 from collections.abc import Iterator
 
 import pytest
+from axekit import axe_violations
 from live import LiveServer
 from mailkit import SmtpServer, post_office
 from phonekit import PhoneSeed, seed_phone
 from playwright.sync_api import Page, expect
 from seeding import Seed
 from test_browser import Shots, _context, browser, shots  # noqa: F401  (fixtures used by name)
-from test_console_browser import desk, signed_in, violations  # noqa: F401  (fixtures used by name)
+from test_console_browser import desk, signed_in  # noqa: F401  (fixtures used by name)
 
 from server.config import Settings
 from server.db import Database
@@ -92,7 +93,7 @@ def test_a_new_caller_booked_in_twelve_steps_gets_the_confirmation(
     name = f"Greta Hahn-{''.join(secrets.choice('bcdfghklmnpqrstvwxz') for _ in range(5))}"
     steps = Steps(signed_in)
     steps.goto(live.url("/console/new"))
-    assert violations(signed_in) == []
+    assert axe_violations(signed_in) == []
     steps.fill("Name, phone number, email, address or postcode", name)
     steps.click("button", "Search", exact=True)
     expect(signed_in.get_by_role("status")).to_contain_text("0 customers found")
@@ -105,17 +106,17 @@ def test_a_new_caller_booked_in_twelve_steps_gets_the_confirmation(
     steps.fill("Model (optional)", "SK 22")
     steps.choose("Service", phone.service)
     shots(signed_in, "1-details")
-    assert violations(signed_in) == []
+    assert axe_violations(signed_in) == []
     steps.click("button", "Show the earliest times")
     expect(signed_in.locator("h1")).to_contain_text("Pick a time")
     first = signed_in.locator("button.offer").first
     expect(first).to_contain_text(f"with {phone.berlin}")
-    assert violations(signed_in) == []
+    assert axe_violations(signed_in) == []
     shots(signed_in, "2-times")
     steps.click("button", "Book ")
     expect(signed_in.locator("h1")).to_have_text("Booked")
     expect(signed_in.locator("#mail-note")).to_contain_text(f"is on its way to {email}")
-    assert violations(signed_in) == []
+    assert axe_violations(signed_in) == []
     shots(signed_in, "3-booked")
     assert len(steps.done) <= NEW_CALLER_STEPS, steps.done
     print(f"new caller: {len(steps.done)} steps: {steps.done}")

@@ -8,11 +8,12 @@ import secrets
 from zoneinfo import ZoneInfo
 
 import pytest
+from axekit import axe_violations
 from live import LiveServer
 from playwright.sync_api import Page, expect
 from seeding import Seed, domain
 from test_browser import Shots, browser, shots  # noqa: F401  (fixtures used by name)
-from test_console_browser import desk, signed_in, violations  # noqa: F401  (fixtures used by name)
+from test_console_browser import desk, signed_in  # noqa: F401  (fixtures used by name)
 
 from server import directory
 from server.db import Database
@@ -44,7 +45,7 @@ def test_working_hours_and_time_off_by_keyboard(live: LiveServer, seed: Seed, db
     page.get_by_role("link", name="Kim Keyboard").focus()
     page.keyboard.press("Enter")
     expect(page.locator("h1")).to_contain_text("Kim Keyboard")
-    assert violations(page) == []
+    assert axe_violations(page) == []
 
     _type_into(page, "Monday", "08:00-12:00, 13:00-16:00")
     page.keyboard.press("Tab")
@@ -87,10 +88,10 @@ def test_working_hours_and_time_off_by_keyboard(live: LiveServer, seed: Seed, db
         (row,) = session.query(TimeOff).filter_by(technician_id=user_id).all()
     assert row.starts_at == dt.datetime.combine(first, dt.time(), BERLIN)
     assert row.ends_at == dt.datetime.combine(last + dt.timedelta(days=1), dt.time(), BERLIN)
-    assert violations(page) == []
+    assert axe_violations(page) == []
     shots(page, "technician-settings")
     for path, step in (("/console/settings/services", "service-types"),
                        ("/console/settings/holidays", "holidays")):
         page.goto(live.url(path))
-        assert violations(page) == [], step
+        assert axe_violations(page) == [], step
         shots(page, step)
