@@ -80,6 +80,33 @@ def _app(info: dict[str, str]) -> Any:
     return inprocess_app(info["instance"], info["url"], info["audit_key"])
 
 
+def respond(app: Any, method: str, path: str, body: bytes, headers: dict[str, str],
+            take: Callable[[bytes], None]) -> tuple[int, dict[str, str]]:
+    """One request through a WSGI app: its status and headers; each chunk of the body, as a
+    server writes it out, to `take` (nothing kept here)."""
+    from werkzeug.test import EnvironBuilder
+    builder = EnvironBuilder(path=path, method=method, data=body, headers=list(headers.items()))
+    environ = builder.get_environ()
+    builder.close()
+    got: dict[str, Any] = {}
+
+    def start_response(status: str, response_headers: list[tuple[str, str]],
+                       exc_info: Any = None) -> Callable[[bytes], None]:
+        got["status"] = int(status.split()[0])
+        got["headers"] = dict(response_headers)
+        return take
+
+    answer = app(environ, start_response)
+    try:
+        for chunk in answer:
+            take(chunk)
+    finally:
+        close = getattr(answer, "close", None)
+        if close is not None:
+            close()
+    return got["status"], got["headers"]
+
+
 class Caller:
     """Requests through the WSGI app; the body is read chunk by chunk and dropped."""
 
@@ -91,29 +118,15 @@ class Caller:
 
     def __call__(self, method: str, path: str, body: bytes = b"",
                  headers: dict[str, str] | None = None) -> tuple[int, int, dict[str, str]]:
-        from werkzeug.test import EnvironBuilder
-        sent = {"Authorization": self.auth, **(headers or {})}
-        builder = EnvironBuilder(path=path, method=method, data=body, headers=list(sent.items()))
-        environ = builder.get_environ()
-        builder.close()
-        got: dict[str, Any] = {}
-
-        def start_response(status: str, response_headers: list[tuple[str, str]],
-                           exc_info: Any = None) -> Callable[[bytes], None]:
-            got["status"] = int(status.split()[0])
-            got["headers"] = {k.lower(): v for k, v in response_headers}
-            return lambda data: None
-
-        answer = self.app(environ, start_response)
         length = 0
-        try:
-            for chunk in answer:
-                length += len(chunk)
-        finally:
-            close = getattr(answer, "close", None)
-            if close is not None:
-                close()
-        return got["status"], length, got["headers"]
+
+        def take(chunk: bytes) -> None:
+            nonlocal length
+            length += len(chunk)
+
+        status, answered = respond(self.app, method, path, body,
+                                   {"Authorization": self.auth, **(headers or {})}, take)
+        return status, length, {k.lower(): v for k, v in answered.items()}
 
     def put(self) -> None:
         from bench.events import new_event

@@ -15,15 +15,15 @@ import base64
 import gc
 import tracemalloc
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from davkit import parse_multistatus, sync_collection
 from seeding import Seed, at, domain, fresh_technician, personal_event, put_personal
 from test_radicale_plugin import load_wsgi, settings_for
-from werkzeug.test import EnvironBuilder
 
+from bench.memory import respond
 from plugins.radicale import fast_paths, propfind_fast, sync_report
 from plugins.radicale.propfind_cache import FragmentCache
 from server.db import get_database
@@ -69,37 +69,12 @@ def short_calendar(app: Any, seed: Seed, database_url: str) -> Calendar:
     return _calendar(app, seed, database_url, ITEMS // 4)
 
 
-def _respond(app: Any, auth: str, method: str, path: str, body: bytes,
-             headers: dict[str, str], take: Callable[[bytes], None]) -> tuple[int, dict[str, str]]:
-    """Status and headers; each chunk of the body, as the server writes it out, to `take`."""
-    builder = EnvironBuilder(path=path, method=method, data=body,
-                             headers=[("Authorization", auth), *headers.items()])
-    environ = builder.get_environ()
-    builder.close()
-    got: dict[str, Any] = {}
-
-    def start_response(status: str, response_headers: list[tuple[str, str]],
-                       exc_info: Any = None) -> Callable[[bytes], None]:
-        got["status"] = int(status.split()[0])
-        got["headers"] = dict(response_headers)
-        return take
-
-    answer = app(environ, start_response)
-    try:
-        for chunk in answer:
-            take(chunk)
-    finally:
-        close = getattr(answer, "close", None)
-        if close is not None:
-            close()
-    return got["status"], got["headers"]
-
-
 def call(app: Any, auth: str, method: str, path: str, body: bytes,
          headers: dict[str, str]) -> Answer:
     """Status, headers and the body's chunks."""
     chunks: list[bytes] = []
-    status, answer_headers = _respond(app, auth, method, path, body, headers, chunks.append)
+    status, answer_headers = respond(app, method, path, body, {"Authorization": auth, **headers},
+                                     chunks.append)
     return status, answer_headers, chunks
 
 
@@ -112,7 +87,7 @@ def drained(app: Any, auth: str, method: str, path: str, body: bytes,
         nonlocal length
         length += len(chunk)
 
-    status, _ = _respond(app, auth, method, path, body, headers, take)
+    status, _ = respond(app, method, path, body, {"Authorization": auth, **headers}, take)
     assert status == 207
     return length
 
