@@ -151,17 +151,22 @@ def test_a_big_listing_is_sent_in_chunks_with_the_same_bytes(
 
 
 def _peak(calendar: Calendar, method: str, headers: dict[str, str]) -> tuple[int, int]:
-    """(bytes of the answer, peak bytes Python held while it was made and read)."""
+    """(bytes of the answer, peak bytes Python held while it was made and read): the lower
+    of two runs, so that a one-off allocation that falls in one of them (a cache's or the
+    connection's first use of something) is not counted as the answer's."""
     app, auth, path = calendar
     body = sync_collection("").encode() if method == "REPORT" else LISTING
     drained(app, auth, method, path, body, headers)  # first use of every query: compiled
-    gc.collect()
-    tracemalloc.start()
-    try:
-        length = drained(app, auth, method, path, body, headers)
-        return length, tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    peaks = []
+    for _ in range(2):
+        gc.collect()
+        tracemalloc.start()
+        try:
+            length = drained(app, auth, method, path, body, headers)
+            peaks.append(tracemalloc.get_traced_memory()[1])
+        finally:
+            tracemalloc.stop()
+    return length, min(peaks)
 
 
 @pytest.fixture

@@ -179,7 +179,7 @@ class Application(RadicaleApplication):
         token = state.begin_login()
         database = self._database()
         try:
-            with state.signing_in_with_the_write(database, str(environ.get("REQUEST_METHOD"))):
+            with state.signing_in_with_the_request(database):
                 status, headers, answers = super()._handle_request(environ)
             refused_for = state.login_refused_for()
         finally:
