@@ -157,7 +157,7 @@ def _peak(calendar: Calendar, method: str, headers: dict[str, str]) -> tuple[int
     app, auth, path = calendar
     body = sync_collection("").encode() if method == "REPORT" else LISTING
     drained(app, auth, method, path, body, headers)  # first use of every query: compiled
-    peaks = []
+    peaks: list[int] = []
     for _ in range(2):
         gc.collect()
         tracemalloc.start()

@@ -203,10 +203,10 @@ def signing_in_with_the_request(database: Database) -> Iterator[None]:
 def sign_in_session(database: Database, *, write: bool) -> Iterator[Session]:
     """The session of a sign-in's reads (write: its notes of success or failure).
 
-    On PostgreSQL, the request's pending transaction: reads stay open for the
-    request's storage access to go on with; a note is committed at once (a refused or failing request
-    keeps it, as before) and a refused login gives the transaction up (no connection
-    is held while it waits out its delay).
+    On PostgreSQL, the request's pending transaction: reads stay open for the request's
+    storage accesses to go on with; a note is committed at once (a refused or failing
+    request keeps it, as before) and a refused login gives the transaction up (no
+    connection is held while it waits out its delay).
     """
     pending = _signing_in.get()
     if pending is None:
