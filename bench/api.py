@@ -216,6 +216,8 @@ def main(argv: list[str] | None = None) -> int:
             with database.write() as session:
                 ctx = Context(session, SYSTEM, ORGANIZER)
                 job = session.get(Job, job_id)
+                if job is None:
+                    raise LookupError(f"job {job_id} is not in the benchmark database")
                 technician = directory.find_user(session, "booker")
                 scheduling.book(ctx, job, technician, begin, begin + dt.timedelta(hours=1))
 

@@ -118,11 +118,11 @@ def _racer(url: str, slot: str, number: int, barrier: mp.synchronize.Barrier,
     try:
         with database.read() as session:  # as the booking page does: find, then write briefly
             service = booking.service_type_by_slug(session, "race")
-            slot = booking.find_slot(session, service, starts_at, now, "UTC")
+            found = booking.find_slot(session, service, starts_at, now, "UTC")
         with database.write() as session:
             ctx = Context(session, SYSTEM, ORGANIZER)
             booking.hold(ctx, booking.service_type_by_slug(session, "race"), starts_at, contact,
-                         idempotency_key=f"race-{number}", now=now, slot=slot)
+                         idempotency_key=f"race-{number}", now=now, slot=found)
         outcome = "won"
     except SlotTaken:
         outcome = "taken"

@@ -17,8 +17,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from live import create_postgres_database, drop_postgres_database, use_audit_key
-from seeding import add_account, book_job, domain
+from live import (  # type: ignore[import-not-found]  # tests' kit
+    create_postgres_database,
+    drop_postgres_database,
+    use_audit_key,
+)
+from seeding import add_account, book_job, domain  # type: ignore[import-not-found]  # tests' kit
 
 from server import contacts, directory, scheduling
 from server.db import Database

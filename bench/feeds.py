@@ -126,6 +126,8 @@ def after_a_change(url: str, port: int, path: str, runs: int, etag: str) -> floa
     try:
         with database.read() as session:
             last_id = session.scalar(select(func.max(Appointment.id)))
+        if last_id is None:
+            raise RuntimeError("feed after change: the benchmark database holds no appointment")
         for run in range(runs):
             with database.write() as session:
                 ctx = Context(session, SYSTEM, ORGANIZER)

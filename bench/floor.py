@@ -136,7 +136,7 @@ class Storage(radicale_storage.BaseStorage):
     def create_collection(
         self, href: str, items: Iterable[radicale_item.Item] | None = None,
         props: Mapping[str, str] | None = None,
-    ) -> radicale_storage.BaseCollection:
+    ) -> tuple[radicale_storage.BaseCollection, dict[str, radicale_item.Item], list[str]]:
         raise PermissionError("read-only")
 
     @contextlib.contextmanager

@@ -54,6 +54,12 @@ def _listing(client: Client, size: int) -> Reply:
     return reply
 
 
+def _listing_step(client: Client, size: int) -> Step:
+    def step() -> Reply:
+        return _listing(client, size)
+    return step
+
+
 def _after_change(ops: Operations, size: int) -> Step:
     def step() -> Reply:
         event = ops.events[(ops.changed * 7919) % len(ops.events)]
@@ -108,7 +114,7 @@ def run_size(size: int, events: list[Event], postgres: str | None, warmups: int,
                    for side, server in zip(sides, servers, strict=True)}
         for client in clients.values():
             stack.callback(client.close)
-        unchanged = _rounds({name: (lambda c=client: _listing(c, size))
+        unchanged = _rounds({name: _listing_step(client, size)
                              for name, client in clients.items()}, warmups, repeats)
         changed = _rounds({name: _after_change(Operations(clients[name], events), size)
                            for name in ("stock", "fieldcal")}, warmups, repeats)

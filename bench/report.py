@@ -74,10 +74,10 @@ def side_by_side(result: RunResult) -> str:
             floor = result.get(operation, FLOOR).median_ms
         except KeyError:
             continue
-        ours = result.get(operation, FIELDCAL).median_ms
+        ours_ms = result.get(operation, FIELDCAL).median_ms
         text += (f"\n\n{operation} on Radicale over a zero-cost in-memory storage "
                  f"(bench/floor.py, the floor for any storage plugin): {_ms(floor)} ms; fieldcal "
-                 f"is {_ms(ours - floor)} ms ({(ours - floor) / floor:+.0%}) above it.")
+                 f"is {_ms(ours_ms - floor)} ms ({(ours_ms - floor) / floor:+.0%}) above it.")
     return text
 
 

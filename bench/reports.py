@@ -155,13 +155,13 @@ def run_backend(name: str, url: str, args: argparse.Namespace, folder: Path,
     print("|---|---|---:|---:|---:|---:|---|---|")
     for fmt in ("csv", "ndjson", *(("ics",) if args.ics else ())):
         for mode in ("core", "cli"):
-            before, peak, seconds, right = measure_export(url, mode, fmt, folder, args.visits)
+            rss_before, peak, seconds, right = measure_export(url, mode, fmt, folder, args.visits)
             ok = ok and right
             met = peak < RSS_TARGET_MB  # both: `fieldcal export` imports only what the export needs
             ok = ok and met
             verdict = f"{'met' if met else 'NOT met'} ({peak / RSS_TARGET_MB:.2f} of target)"
-            print(f"| {fmt} | {'export path' if mode == 'core' else 'fieldcal export'} | {before:.0f} | "
-                  f"{peak:.0f} | {peak - before:.0f} | {seconds:.1f} | {'right' if right else 'WRONG'} | "
+            print(f"| {fmt} | {'export path' if mode == 'core' else 'fieldcal export'} | {rss_before:.0f} | "
+                  f"{peak:.0f} | {peak - rss_before:.0f} | {seconds:.1f} | {'right' if right else 'WRONG'} | "
                   f"{verdict} |")
     return ok
 

@@ -14,14 +14,18 @@ must have answered exactly the new objects (and the UID conflicts) it is meant f
 
 from __future__ import annotations
 
+import datetime as dt
 import xml.etree.ElementTree as ET  # our own answers, parsed for comparison
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
+import vobject
 from davkit import BERLIN_VTIMEZONE as BERLIN
 from davkit import CALENDAR_HEAD as HEAD
+from davkit import calendar_query
+from radicale import item as radicale_item
 from seeding import Account, Seed, at, fresh_technician, items_of, personal_event
 from sqlalchemy import select
 from test_radicale_plugin import Dav, load_wsgi, settings_for
@@ -46,6 +50,13 @@ def event(uid: str, *lines: str) -> str:
 
 def simple(uid: str, summary: str = "Event") -> str:
     return personal_event(uid, summary, at(20, 9), at(20, 10))
+
+
+# Evolution writes an EXDATE as a DATE on a series of DATE-TIMEs. Radicale's writer turns
+# it into a DATE-TIME like DTSTART; its reader (time ranges, expansion) needs that.
+EVOLUTION_EXDATE = event(
+    "evolution@t", "DTSTART:20310303T090000Z", "DTEND:20310303T100000Z",
+    "RRULE:FREQ=DAILY;COUNT=5", "EXDATE;VALUE=DATE:20310304", "SUMMARY:Daily check")
 
 
 @dataclass(frozen=True)
@@ -105,6 +116,8 @@ STEPS = [
         "DURATION:PT0S\nSUMMARY:Ümlaut\\, comma\\; semicolon and a line long enough to be "
         "folded by the serialiser at seventy-five octets, twice over, really\n"
         "X-CUSTOM;X-PARAM=\"a:b\":value\nEND:VEVENT\nEND:VCALENDAR\n", True),
+    put("Evolution's all-day EXDATE on a timed series", "personal/evolution.ics",
+        EVOLUTION_EXDATE, True),
     put("odd href", "personal/a b+c&d.ics", simple("odd-href@t"), True),
     put("text/plain", "personal/plain.ics", simple("plain@t"), False,
         Content_Type="text/plain"),
@@ -260,3 +273,30 @@ def test_the_fast_path_can_be_switched_off(app: Any, seed: Seed, database_url: s
     response = dav("PUT", f"/dav/{owner.login}/personal/on.ics", simple("on@t"),
                    Content_Type=ICS)
     assert response.status_code == 201 and put_fast.COUNTS.answered == before + 1
+
+
+def test_client_quirks_are_cleaned_before_they_are_stored(app: Any, seed: Seed,
+                                                          database_url: str) -> None:
+    """The fast path keeps Radicale's clean-up of client quirks: the stored text is not the
+    text as sent. Radicale's own reader fails on Evolution's body as sent, so storing it
+    unchanged would break every query that meets it."""
+    with pytest.raises(TypeError):
+        radicale_item.find_time_range(vobject.readOne(EVOLUTION_EXDATE), "VEVENT")
+    db = get_database(database_url)
+    owner = fresh_technician(db, seed, "putquirk", [(at(14, 13), at(14, 14))]).account
+    dav = Dav(Client(app), owner)
+    before = put_fast.COUNTS.answered
+    response = dav("PUT", f"/dav/{owner.login}/personal/evolution.ics", EVOLUTION_EXDATE,
+                   Content_Type=ICS)
+    assert response.status_code == 201 and put_fast.COUNTS.answered == before + 1
+    stored = items_of(db, f"{owner.login}/personal")["evolution.ics"].text
+    assert "EXDATE:20310304T090000Z" in stored and "VALUE=DATE" not in stored, stored
+    start = dt.datetime(2031, 3, 3, tzinfo=dt.UTC)
+    answer = dav("REPORT", f"/dav/{owner.login}/personal/",
+                 calendar_query(start, start + dt.timedelta(days=7), expand=True),
+                 Depth="1", Content_Type="application/xml; charset=utf-8")
+    assert answer.status_code == 207, answer.data[:300]
+    occurrences = [line for line in answer.data.decode().splitlines()
+                   if line.startswith("RECURRENCE-ID")]
+    assert sorted(occurrences) == [f"RECURRENCE-ID:203103{day:02d}T090000Z"
+                                   for day in (3, 5, 6, 7)], answer.data[:600]
