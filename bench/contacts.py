@@ -17,12 +17,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from live import (  # type: ignore[import-not-found]  # tests' kit
+from live import (  # tests' kit (on sys.path here)
     create_postgres_database,
     drop_postgres_database,
     use_audit_key,
 )
-from seeding import add_account, book_job, domain  # type: ignore[import-not-found]  # tests' kit
+from seeding import add_account, book_job, domain  # tests' kit (on sys.path here)
 
 from server import contacts, directory, scheduling
 from server.db import Database

@@ -309,7 +309,7 @@ def run_hosts(folder: Path, args: argparse.Namespace) -> int:
     """Three hosts behind HAProxy (TLS) on one scratch PostgreSQL database: the many-host
     tests' topology (tests/topology.py), reused as it is."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-    from topology import Topology  # type: ignore[import-not-found]  # tests' kit
+    from topology import Topology  # tests' kit (on sys.path here)
 
     workers = math.ceil(DISPATCHERS / STREAMS_PER_WORKER / 3) + 1
     topology = Topology(folder / "hosts", host_count=3, worker_count=1, web_workers=workers,

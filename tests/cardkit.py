@@ -65,8 +65,17 @@ def check_vcard(text: str, version: str) -> vobject.base.Component:
     return card
 
 
+def content_lines(card: vobject.base.Component, name: str) -> list[vobject.base.ContentLine]:
+    """The card's `name` lines (none when it has none)."""
+    found = []
+    for line in card.contents.get(name.lower(), []):
+        assert isinstance(line, vobject.base.ContentLine), line
+        found.append(line)
+    return found
+
+
 def values(card: vobject.base.Component, name: str) -> list[Any]:
-    return [line.value for line in card.contents.get(name.lower(), [])]
+    return [line.value for line in content_lines(card, name)]
 
 
 # --------------------------------------------------------------------------- REPORT bodies

@@ -8,11 +8,15 @@ import datetime as dt
 import http.client
 import urllib.parse
 import xml.etree.ElementTree as ET
+from collections.abc import Coroutine, Iterable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
-import caldav
 import icalendar
 import requests
+from caldav.calendarobjectresource import CalendarObjectResource, Event
+from caldav.collection import Calendar
+from caldav.davclient import DAVClient
 from live import HTTP_TIMEOUT_S, LiveServer
 from seeding import Account
 
@@ -144,10 +148,10 @@ def sync_token_of(body: bytes) -> str:
     return ET.fromstring(body).findtext(f"{DAV_NS}sync-token") or ""
 
 
-def dav_client(server: LiveServer, account: Account, url: str | None = None) -> caldav.DAVClient:
+def dav_client(server: LiveServer, account: Account, url: str | None = None) -> DAVClient:
     """A `caldav` library client logged in as `account`."""
-    return caldav.DAVClient(url=url or server.dav, username=account.login,
-                            password=account.password, timeout=int(HTTP_TIMEOUT_S))
+    return DAVClient(url=url or server.dav, username=account.login,
+                     password=account.password, timeout=int(HTTP_TIMEOUT_S))
 
 
 def basename(url: object) -> str:
@@ -167,17 +171,27 @@ def personal_url(live: LiveServer, login: str) -> str:
     return live.url(f"/dav/{login}/personal/")
 
 
-def open_calendar(live: LiveServer, account: Account, url: str) -> caldav.Calendar:
+T = TypeVar("T")
+
+
+def synchronous(value: T | Coroutine[Any, Any, T]) -> T:
+    """The result of a `caldav` library call: the library types each call as "result or coroutine"
+    (it shares the code with its async client); `DAVClient` is the synchronous one."""
+    assert not isinstance(value, Coroutine), "the synchronous caldav client returned a coroutine"
+    return value
+
+
+def open_calendar(live: LiveServer, account: Account, url: str) -> Calendar:
     return dav_client(live, account).calendar(url=url)
 
 
-def load_event(calendar: caldav.Calendar, href: str) -> caldav.Event:
+def load_event(calendar: Calendar, href: str) -> Event:
     event = calendar.event_by_url(urllib.parse.urljoin(str(calendar.url), urllib.parse.quote(href)))
     event.load()
     return event
 
 
-def uids_of(objects: list[caldav.CalendarObjectResource]) -> set[str]:
+def uids_of(objects: Iterable[CalendarObjectResource]) -> set[str]:
     return {str(obj.icalendar_component["UID"]) for obj in objects}
 
 
@@ -202,4 +216,6 @@ def moved(text: str, start: dt.datetime, end: dt.datetime) -> bytes:
 
 def vevent(text: str) -> icalendar.Event:
     calendar = icalendar.Calendar.from_ical(text)
-    return next(c for c in calendar.walk("VEVENT"))
+    event = next(c for c in calendar.walk("VEVENT"))
+    assert isinstance(event, icalendar.Event), type(event)
+    return event

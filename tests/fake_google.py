@@ -19,7 +19,7 @@ from platformkit import Answer, Recorded, json_answer
 class FakeGoogle:
     events: dict[str, dict[str, Any]] = field(default_factory=dict)
     log: list[tuple[int, str]] = field(default_factory=list)  # (change number, event id)
-    counter: itertools.count = field(default_factory=lambda: itertools.count(1))  # type: ignore[type-arg]
+    counter: itertools.count = field(default_factory=lambda: itertools.count(1))
     access_token: str = "at-1"
     refresh_token: str = "rt-1"
     refreshes: int = 0

@@ -22,7 +22,7 @@ class FakeGraph:
     url: str = ""
     events: dict[str, dict[str, Any]] = field(default_factory=dict)
     log: list[tuple[int, str]] = field(default_factory=list)
-    counter: itertools.count = field(default_factory=lambda: itertools.count(1))  # type: ignore[type-arg]
+    counter: itertools.count = field(default_factory=lambda: itertools.count(1))
     access_token: str = "gat-1"
     refresh_token: str = "grt-1"
     refreshes: int = 0

@@ -18,6 +18,7 @@ from typing import Any
 import icalendar
 from aiosmtpd.controller import Controller
 from ical.calendar_stream import IcsCalendarStream
+from icalkit import prop_datetime, prop_int
 from sqlalchemy import select
 
 from server import directory
@@ -61,7 +62,7 @@ class Inbox:
         message = BytesParser(policy=policy.default).parsebytes(raw)
         with self.lock:
             for rcpt in envelope.rcpt_tos:
-                self.received.append((rcpt, message, raw))  # type: ignore[arg-type]
+                self.received.append((rcpt, message, raw))
         return "250 2.0.0 accepted"
 
     def to(self, address: str) -> list[EmailMessage]:
@@ -245,9 +246,9 @@ def parse_calendar(text: str) -> Invite:
     return Invite(
         method=method,
         uid=str(event["uid"]),
-        sequence=int(event["sequence"]),
+        sequence=prop_int(event, "sequence"),
         status=str(event["status"]) if "status" in event else None,
-        dtstart=event["dtstart"].dt,
+        dtstart=prop_datetime(event, "dtstart"),
         organizer=str(event["organizer"]) if "organizer" in event else None,
         attendees=[str(a) for a in attendees],
         url=str(event["url"]) if "url" in event else None,
@@ -269,7 +270,7 @@ def mime_parts(message: EmailMessage) -> Parts:
     top = list(message.iter_parts())
     assert [p.get_content_type() for p in top] == ["multipart/alternative", "application/ics"]
     alternative, attachment = top
-    inner = list(alternative.iter_parts())  # type: ignore[attr-defined]
+    inner = list(alternative.iter_parts())
     kinds = [p.get_content_type() for p in inner]
     assert kinds[:2] == ["text/plain", "text/html"], kinds
     assert len(inner) in (2, 3)

@@ -268,15 +268,17 @@ def validate_openapi(document: dict[str, Any], recorded: Recorded, base: str,
     operation that the contract documents for it. Returns "METHOD path"."""
     from openapi_core import Config, OpenAPI
     from openapi_core.contrib.werkzeug import WerkzeugOpenAPIRequest
+    from werkzeug.datastructures import Headers
     from werkzeug.test import EnvironBuilder
 
     path = path_map(recorded.path) if path_map else recorded.path
-    headers = {k: v for k, v in recorded.headers.items() if k.lower() not in ("host", "content-length")}
+    headers = Headers([(k, v) for k, v in recorded.headers.items()
+                       if k.lower() not in ("host", "content-length")])
     builder = EnvironBuilder(path=path, base_url=base, method=recorded.method, query_string=recorded.query,
                              headers=headers, data=recorded.body)
     request = Request(builder.get_environ())
     # the published documents carry flaws of their own (Trello repeats enum values): the
     # document is not ours to validate, our requests against it are
-    api = OpenAPI.from_dict(document, config=Config(spec_validator_cls=None))  # type: ignore[arg-type]
+    api = OpenAPI.from_dict(document, config=Config(spec_validator_cls=None))
     api.validate_request(WerkzeugOpenAPIRequest(request))
     return f"{recorded.method} {path}"

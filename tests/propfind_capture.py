@@ -45,11 +45,11 @@ def capturing(app: Callable[..., Iterable[bytes]]) -> Callable[..., Iterable[byt
 
 
 def run_clients(url: str, login: str, password: str) -> None:
-    import caldav
+    from caldav.davclient import DAVClient
     from vdirsyncer.storage.dav import CalDAVStorage
 
     SEEN.clear()
-    client = caldav.DAVClient(url=url, username=login, password=password)
+    client = DAVClient(url=url, username=login, password=password)
     for calendar in client.principal().calendars():
         calendar.get_display_name()
         calendar.children()

@@ -7,9 +7,11 @@ import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from live import ORGANIZER
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from server import audit, calendars, directory, scheduling
 from server.actors import SYSTEM, Actor
@@ -219,6 +221,22 @@ def one_technician(db: Database, seed: Seed, prefix: str, day: int = 14) -> tupl
 def audit_entries(db: Database, entity: str, entity_id: object, action: str) -> list[AuditEntry]:
     with db.read() as session:
         return [e for e in audit.trail(session, entity, entity_id) if e.action == action]
+
+
+M = TypeVar("M")
+
+
+def must_get(session: Session, model: type[M], ident: object) -> M:
+    """`session.get` for a row the test knows is there: fails the test when it is missing."""
+    row = session.get(model, ident)
+    assert row is not None, f"no {model.__name__} with id {ident!r}"
+    return row
+
+
+def after_of(entry: AuditEntry) -> dict[str, Any]:
+    """The state recorded after the change, for an entry that has one."""
+    assert entry.after is not None, (entry.action, entry.entity, entry.entity_id)
+    return entry.after
 
 
 def appointment_row(db: Database, appointment_id: int) -> Appointment:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from apikit import BAD, ROLES, Keys, make_app, make_keys
@@ -129,7 +130,7 @@ def test_authorization(client: FlaskClient, keys: Keys, who: str, method: str, p
                        allowed: set[str]) -> None:
     # An empty body: allowed callers get past the door and are stopped by validation or a
     # precondition (nothing is written); the others must never get that far.
-    kwargs = {"json": {}} if method != "GET" else {}
+    kwargs: dict[str, Any] = {"json": {}} if method != "GET" else {}
     response = client.open(path, method=method, headers=keys.headers(who), **kwargs)
     problem = response.get_json(silent=True) or {}
     if who in BAD:

@@ -127,6 +127,7 @@ def test_csv_export_is_rfc4180_formula_safe_and_audited(client: FlaskClient, key
     assert b"\r\n" in data and data.endswith(b"\r\n")
     rows = _csv(data)
     assert rows[0] == ["id", "name", "email", "phone", "timezone", "sites", "created_at"]
+    assert customers is not None
     assert len(rows) == customers + 1
     by_name = {row[1]: row for row in rows[1:]}
     hostile = by_name["'" + HOSTILE]  # neutralised: a spreadsheet shows it as text

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from zoneinfo import ZoneInfo
 
 import pytest
+from seeding import must_get
 from sqlalchemy import select, text
 
 from server import calendars, directory
@@ -131,8 +132,8 @@ def job_at(ctx: Context, address: str, zone: str = "Europe/Berlin",
     return directory.add_job(ctx, customer, "Visit")
 
 
-def local(zone: ZoneInfo, *args: int) -> dt.datetime:
-    return dt.datetime(*args, tzinfo=zone).astimezone(dt.UTC)
+def local(zone: ZoneInfo, year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> dt.datetime:
+    return dt.datetime(year, month, day, hour, minute, tzinfo=zone).astimezone(dt.UTC)
 
 
 def repair(ctx: Context, **options: object) -> ServiceType:
@@ -151,7 +152,7 @@ def test_only_technicians_serving_the_site_are_offered(db: Database) -> None:
         ids = {anna.id: "anna", ned.id: "ned", plain.id: "free"}
     start, end = NOW, NOW + dt.timedelta(days=7)
     with db.read() as s:
-        service = s.get(ServiceType, service.id)
+        service = must_get(s, ServiceType, service.id)
 
         def offered(area: Area) -> set[str]:
             found = free_slots(s, service, start=start, end=end, now=NOW, area=area)
@@ -320,7 +321,7 @@ def test_travel_between_sites_with_coordinates(db: Database) -> None:
         assert travel.day_plan_json(plan)["travel_minutes"] == 54
         # availability leaves the drive free as well: near Alexanderplatz after Potsdam
     with db.read() as s:
-        service = s.get(ServiceType, service.id)
+        service = must_get(s, ServiceType, service.id)
         starts = {slot.starts_at for slot in free_slots(
             s, service, start=local(BERLIN, 2031, 3, 18, 8), end=local(BERLIN, 2031, 3, 18, 17),
             now=NOW, area=area_of_address("x", country="DE", postcode="10178",

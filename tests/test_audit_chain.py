@@ -13,7 +13,7 @@ import json
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from click.testing import CliRunner, Result
@@ -21,6 +21,7 @@ from live import AUDIT_KEY, create_postgres_database, drop_postgres_database, po
 from sqlalchemy import delete, insert, select, update
 
 from server import audit
+from server.actions import Action
 from server.actors import SYSTEM
 from server.audit_anchor import (
     CHECKPOINT_FILE_NAME,
@@ -287,15 +288,16 @@ def test_key_rotation_keeps_old_entries_verifiable_and_reseal_retires_the_old_ke
     run({**instance, "FIELDCAL_AUDIT_KEYS": new_key}, "audit", "verify")
     with get_database(database_url(instance)).read() as session:
         assert {e.key_id for e in session.scalars(select(AuditEntry))} == {audit.key_id(new_key)}
-        assert session.scalars(select(AuditEntry).order_by(AuditEntry.id.desc())).first().action \
-            == "audit.reseal"
+        latest = session.scalars(select(AuditEntry).order_by(AuditEntry.id.desc())).first()
+        assert latest is not None
+        assert latest.action == "audit.reseal"
 
 
 def test_writes_without_audit_keys_are_refused(tmp_path: Path) -> None:
     database = Database(f"sqlite:///{tmp_path / 'keyless.sqlite3'}")
     upgrade(database)
     with pytest.raises(ConfigError, match="FIELDCAL_AUDIT_KEYS is not set"), database.write() as s:
-        audit.record(s, SYSTEM, "test", "test", 1)
+        audit.record(s, SYSTEM, cast(Action, "test"), "test", 1)
     with pytest.raises(ConfigError, match="at least 16"):
         audit.AuditKeys(("short",))
     database.dispose()

@@ -18,7 +18,7 @@ from server.errors import SlotTaken
 from server.migrate import upgrade
 from server.models import Appointment, Job, Role, ServiceType, User
 from server.scheduling import appointments, capacity
-from server.scheduling.availability import free_slots
+from server.scheduling.availability import Slot, free_slots
 
 ORGANIZER = "dispatch@example.test"
 BERLIN, NEW_YORK = ZoneInfo("Europe/Berlin"), ZoneInfo("America/New_York")
@@ -62,8 +62,14 @@ def book_at(ctx: Context, technician: User, starts: dt.datetime, minutes: int = 
                       service_type=service_type)
 
 
-def local(zone: ZoneInfo, *args: int) -> dt.datetime:
-    return dt.datetime(*args, tzinfo=zone).astimezone(dt.UTC)
+def local(zone: ZoneInfo, year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> dt.datetime:
+    return dt.datetime(year, month, day, hour, minute, tzinfo=zone).astimezone(dt.UTC)
+
+
+def window_of(offer: Slot) -> tuple[dt.datetime, dt.datetime]:
+    """The arrival window of an offer that has one."""
+    assert offer.window is not None, offer
+    return offer.window
 
 
 def starts(slots: list, zone: ZoneInfo) -> list[str]:
@@ -179,7 +185,7 @@ def test_arrival_windows_with_capacity(db: Database) -> None:
         day = local(BERLIN, 2031, 3, 24)
         offers = free_slots(s, st, start=day, end=day + dt.timedelta(days=1), now=NOW,
                             windows_zone="Europe/Berlin")
-        assert [(o.window[0].astimezone(BERLIN).hour, o.window[1].astimezone(BERLIN).hour)
+        assert [(window_of(o)[0].astimezone(BERLIN).hour, window_of(o)[1].astimezone(BERLIN).hour)
                 for o in offers] == [(8, 12), (13, 17)]
         customer = directory.add_customer(ctx, "C", email="c@example.test", address="Somewhere 1")
         job = directory.add_job(ctx, customer, "Visit")

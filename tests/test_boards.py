@@ -187,7 +187,7 @@ def test_a_cancelled_visit_closes_its_task(
         for recorded in fake.requests:
             validate_openapi(document_for(name, f"{fake.url}{base}"), recorded, fake.url)
     closing = fake.requests[-1]
-    fields = closing.query if platform == "trello" else closing.json()
+    fields: dict[str, Any] = closing.query if platform == "trello" else closing.json()
     fields = fields.get("data", fields)
     closed = {
         "trello": ("closed", "true"),

@@ -26,6 +26,7 @@ from bookkit import (
 from flask import Flask
 from flask.testing import FlaskClient
 from live import AUDIT_KEY
+from seeding import must_get
 from sqlalchemy import func, select
 from werkzeug.test import TestResponse
 
@@ -169,6 +170,7 @@ def test_book_confirm_manage_reschedule_cancel(env: Env) -> None:
     [appointment] = appointments_of(env.database, email)
     assert appointment.status == AppointmentStatus.CONFIRMED and appointment.hold_expires_at is None
     assert appointment.starts_at == dt.datetime.fromisoformat(slot)
+    assert appointment.technician is not None and appointment.job.site is not None
     assert appointment.technician.login == env.seed.technician
     assert appointment.job.source == "web" and "Kaeser" in (appointment.job.site.compressor_make or "")
     assert "Your visit is booked" in done and "Anna" in done and "Keller" not in done
@@ -241,6 +243,7 @@ def test_returning_customer_books_for_another_site(env: Env) -> None:
     assert "Werkstraße 9" in done and "Hauptstraße" not in done
     first, second = appointments_of(env.database, email)
     assert first.job.customer_id == second.job.customer_id, "one customer, two sites"
+    assert first.job.site is not None and second.job.site is not None
     assert first.job.site.address.startswith("Hauptstraße")
     assert second.job.site.address == "Werkstraße 9\n20095 Hamburg"
 
@@ -508,7 +511,7 @@ def test_bad_manage_links_get_the_plain_404(env: Env) -> None:
     token = path.removeprefix("/m/")
     link_id, _version = env.app.extensions["fieldcal.signer"].loads(token, links.Purpose.MANAGE)
     with env.database.write() as session:
-        links.revoke(Context(session, SYSTEM, ORGANIZER), session.get(ShareLink, link_id))
+        links.revoke(Context(session, SYSTEM, ORGANIZER), must_get(session, ShareLink, link_id))
     revoked = track(env, env.client.get(path))
     assert revoked.status_code == 404 and revoked.data == reference.data
     assert track(env, env.client.post(f"{path}/cancel", data={"csrf": "x"})).status_code == 404

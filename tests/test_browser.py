@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from bookkit import ORGANIZER, PHONE, BookingSeed, appointments_of, seed_booking
 from live import LiveServer
+from seeding import must_get
 
 from server import directory, links
 from server.actors import SYSTEM
@@ -41,12 +42,13 @@ LA = ZoneInfo("America/Los_Angeles")
 
 try:
     from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
+    HAVE_PLAYWRIGHT = True
 except ImportError:  # reported by the browser fixture: a failure when CI=true
-    sync_playwright = None
+    HAVE_PLAYWRIGHT = False
 
 
 def _browser_problem() -> str | None:
-    if sync_playwright is None:
+    if not HAVE_PLAYWRIGHT:
         return "playwright is not installed (pip install -e '.[test]')"
     if not (Path(CHROMIUM).is_file() or shutil.which(CHROMIUM)):
         return f"chromium not found at {CHROMIUM} (apt-get install chromium; ./dev test does it)"
@@ -199,8 +201,8 @@ def run_flow(page: Page, site: Site, shots: Shots, email: str, timezone: str) ->
     main = page.locator("main").inner_text()
     assert "Anna" in main and "Keller" not in main and "Hauptstraße 1" in main
     assert starts_at.astimezone(zone).strftime("%H:%M") in main
-    assert page.get_by_role("link", name="Subscribe in Apple Calendar").get_attribute(
-        "href").startswith("webcal://")
+    subscribe = page.get_by_role("link", name="Subscribe in Apple Calendar").get_attribute("href")
+    assert subscribe is not None and subscribe.startswith("webcal://")
     with page.expect_download() as download:
         page.get_by_role("link", name="Add to calendar (.ics)").click()
     assert "BEGIN:VEVENT" in Path(download.value.path()).read_text()
@@ -353,7 +355,7 @@ def test_past_the_cutoff_and_bad_links(page: Page, site: Site, shots: Shots) -> 
     token = url.rsplit("/", 1)[1]
     link_id, _version = site.signer.loads(token, links.Purpose.MANAGE)
     with site.db.write() as session:
-        links.revoke(Context(session, SYSTEM, ORGANIZER), session.get(ShareLink, link_id))
+        links.revoke(Context(session, SYSTEM, ORGANIZER), must_get(session, ShareLink, link_id))
     response = page.goto(url)
     assert response is not None and response.status == 404
     shots(page, "3-revoked-link")

@@ -14,7 +14,7 @@ import pytest
 from axekit import axe_violations
 from intakekit import jpeg_with_exif
 from live import LiveServer
-from playwright.sync_api import Browser, Page
+from playwright.sync_api import Browser, FilePayload, Page
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 from sqlalchemy import func, select
 from test_browser import Shots, _context, browser, shots  # noqa: F401  (fixtures used by name)
@@ -83,8 +83,8 @@ def test_a_person_sends_a_request_with_a_photo(browser: Browser, form_site: Form
         assert page.evaluate("() => document.documentElement.scrollWidth") <= width
         email = f"browser-{width}-{secrets.token_hex(3)}@person.example"
         fill(page, email)
-        page.set_input_files("#field-photos", files=[{
-            "name": "plate.jpg", "mimeType": "image/jpeg", "buffer": jpeg_with_exif()}])
+        photo: FilePayload = {"name": "plate.jpg", "mimeType": "image/jpeg", "buffer": jpeg_with_exif()}
+        page.set_input_files("#field-photos", files=[photo])
         shots(page, "filled")
         page.wait_for_function("() => document.getElementById('field-altcha').value !== ''",
                                timeout=10_000)

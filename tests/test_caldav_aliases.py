@@ -8,9 +8,12 @@ from __future__ import annotations
 import datetime as dt
 import secrets
 import urllib.parse
+from collections.abc import Iterable
+from typing import Any
 
-import caldav
 import pytest
+from caldav.calendarobjectresource import CalendarObjectResource
+from caldav.collection import Calendar
 from caldav.lib import error as caldav_error
 from davkit import (
     ICS,
@@ -26,9 +29,11 @@ from davkit import (
     set_times,
     sync_collection,
     sync_token_of,
+    synchronous,
     uids_of,
     vevent,
 )
+from icalkit import prop_datetime
 from live import LiveServer
 from seeding import (
     WEEK,
@@ -58,15 +63,15 @@ def listed(account: Account, live: LiveServer) -> dict[str, str]:
     return {basename(c.url): c.get_display_name() for c in principal.calendars()}
 
 
-def alias(live: LiveServer, account: Account, name: str) -> caldav.Calendar:
+def alias(live: LiveServer, account: Account, name: str) -> Calendar:
     return open_calendar(live, account, live.url(f"/dav/{account.login}/{name}/"))
 
 
-def path_of(obj: caldav.CalendarObjectResource) -> str:
+def path_of(obj: CalendarObjectResource) -> str:
     return urllib.parse.unquote(urllib.parse.urlsplit(str(obj.url)).path)
 
 
-def hrefs_of(objects: list[caldav.CalendarObjectResource]) -> set[str]:
+def hrefs_of(objects: Iterable[CalendarObjectResource]) -> set[str]:
     return {path_of(o) for o in objects}
 
 
@@ -95,21 +100,24 @@ def test_technician_lists_jobs_personal_and_the_team_view(live: LiveServer, seed
 
 def test_search_through_an_alias_returns_the_targets_events(live: LiveServer, seed: Seed) -> None:
     dispatcher = seed.dispatcher
-    window = {"start": WEEK, "end": WEEK + 7 * DAY, "event": True, "expand": False}
-    through = alias(live, dispatcher, "alice~jobs").search(**window)
-    direct = open_calendar(live, dispatcher, live.url("/dav/alice/jobs/")).search(**window)
+    window: dict[str, Any] = {"start": WEEK, "end": WEEK + 7 * DAY, "event": True, "expand": False}
+    through: list[CalendarObjectResource] = synchronous(
+        alias(live, dispatcher, "alice~jobs").search(**window))
+    direct: list[CalendarObjectResource] = synchronous(
+        open_calendar(live, dispatcher, live.url("/dav/alice/jobs/")).search(**window))
     assert uids_of(through) == uids_of(direct) == seed.week_uids("alice")
     assert all(path_of(o).startswith("/dav/dispatch/alice~jobs/") for o in through)
 
     alice = seed.technicians["alice"]
-    team = alias(live, alice, "team-north~schedule").search(
-        start=WEEK - 7 * DAY, end=WEEK + 14 * DAY, event=True, expand=False)
-    view = open_calendar(live, alice, live.url("/dav/team-north/schedule/")).search(
-        start=WEEK - 7 * DAY, end=WEEK + 14 * DAY, event=True, expand=False)
+    team: list[CalendarObjectResource] = synchronous(alias(live, alice, "team-north~schedule").search(
+        start=WEEK - 7 * DAY, end=WEEK + 14 * DAY, event=True, expand=False))
+    view: list[CalendarObjectResource] = synchronous(
+        open_calendar(live, alice, live.url("/dav/team-north/schedule/")).search(
+            start=WEEK - 7 * DAY, end=WEEK + 14 * DAY, event=True, expand=False))
     assert uids_of(team) == uids_of(view)
     assert {b.uid for b in seed.jobs["alice"] + seed.jobs["bob"]} == uids_of(team)
-    breakfasts = alias(live, dispatcher, "alice~personal").search(
-        start=WEEK, end=WEEK + 21 * DAY, event=True, expand=True, server_expand=True)
+    breakfasts: list[CalendarObjectResource] = synchronous(alias(live, dispatcher, "alice~personal").search(
+        start=WEEK, end=WEEK + 21 * DAY, event=True, expand=True, server_expand=True))
     starts = sorted(o.icalendar_component["DTSTART"].dt for o in breakfasts
                     if str(o.icalendar_component["UID"]) == seed.recurring_uid)
     assert starts == [at(1, 7), at(8, 7), at(15, 7)]
@@ -122,14 +130,14 @@ def test_sync_token_delta_through_an_alias_is_exactly_the_changed_href(
     first, second = fresh.booked
     calendar = alias(live, seed.dispatcher, f"{fresh.account.login}~jobs")
     prefix = f"/dav/dispatch/{fresh.account.login}~jobs/"
-    initial = calendar.get_objects_by_sync_token(disable_fallback=True)
+    initial = synchronous(calendar.get_objects_by_sync_token(disable_fallback=True))
     assert hrefs_of(initial) == {prefix + first.href, prefix + second.href}
     token = initial.sync_token
 
     with domain(db) as ctx:
         scheduling.reschedule(ctx, scheduling.get_appointment(ctx.session, second.appointment_id),
                               at(51, 9), at(51, 10))
-    delta = calendar.get_objects_by_sync_token(sync_token=token, disable_fallback=True)
+    delta = synchronous(calendar.get_objects_by_sync_token(sync_token=token, disable_fallback=True))
     assert [path_of(o) for o in delta] == [prefix + second.href]
     assert delta.sync_token != token
     own = dav_request(live, "REPORT", f"/dav/{fresh.account.login}/jobs/", fresh.account.auth,
@@ -150,11 +158,12 @@ def test_dispatcher_reschedules_a_job_through_the_alias(
     event.save()
 
     row = appointment_row(db, mover.appointment_id)
+    assert row.technician is not None
     assert (row.starts_at, row.ends_at, row.technician.login) == (at(52, 14), at(52, 15, 30), login)
     entries = audit_entries(db, "appointment", mover.appointment_id, "appointment.reschedule")
     assert [(e.channel, e.actor) for e in entries] == [("caldav", seed.dispatcher.login)]
     own = vevent(get_item(live, fresh.account, f"/dav/{login}/jobs/{mover.href}").text)
-    assert own["DTSTART"].dt == at(52, 14)
+    assert prop_datetime(own, "DTSTART") == at(52, 14)
 
     # onto the other visit: refused with the reason, nothing changes
     path = f"/dav/dispatch/{login}~jobs/{other.href}"
@@ -207,7 +216,7 @@ def test_technician_cannot_read_another_teams_or_technicians_calendars(
     southerner = fresh_technician(db, seed, "south", [(at(53, 9), at(53, 10))], team_slug=slug)
     assert listed(southerner.account, live) == {
         "jobs": "Jobs", "personal": "Personal", f"team-{slug}~schedule": "South team schedule"}
-    assert uids_of(alias(live, southerner.account, f"team-{slug}~schedule").events()) == {
+    assert uids_of(synchronous(alias(live, southerner.account, f"team-{slug}~schedule").events())) == {
         southerner.booked[0].uid}
 
     alice, login = seed.technicians["alice"], southerner.account.login

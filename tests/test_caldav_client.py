@@ -9,6 +9,7 @@ import urllib.parse
 import icalendar
 import pytest
 import requests
+from caldav.calendarobjectresource import CalendarObjectResource
 from caldav.lib import error as caldav_error
 from davkit import (
     ICS,
@@ -24,6 +25,7 @@ from davkit import (
     personal_url,
     sync_collection,
     sync_token_of,
+    synchronous,
     uids_of,
 )
 from live import LiveServer
@@ -123,7 +125,7 @@ def test_team_view_is_readable_by_members_and_dispatchers(live: LiveServer, seed
     path = f"/dav/team-{seed.team_slug}/schedule/"
     for account in (seed.technicians["alice"], seed.technicians["bob"], seed.dispatcher):
         view = open_calendar(live, account, live.url(path))
-        seen = uids_of(view.events())
+        seen = uids_of(synchronous(view.events()))
         assert team_uids <= seen, account.login
         assert not {b.uid for b in seed.jobs["carol"]} & seen
     outsider = dav_request(live, "PROPFIND", path, seed.technicians["carol"].auth,
@@ -162,7 +164,7 @@ def test_customer_view_is_read_only(live: LiveServer, seed: Seed, db: Database) 
         collection = calendars.require_collection(session, f"customer-{customer_id}/appointments")
         expected = set(session.scalars(
             select(CalendarItem.uid).where(CalendarItem.collection_id == collection.id)))
-    assert uids_of(view.events()) == expected
+    assert uids_of(synchronous(view.events())) == expected
     seeded = {b.uid for booked in seed.jobs.values() for b in booked}
     assert seeded & expected, "the seed books jobs for this customer"
     before = row_counts(db)
@@ -181,7 +183,8 @@ def test_customer_view_is_read_only(live: LiveServer, seed: Seed, db: Database) 
 def test_time_range_search_returns_exactly_the_weeks_jobs(live: LiveServer, seed: Seed) -> None:
     alice = seed.technicians["alice"]
     jobs = open_calendar(live, alice, jobs_url(live, "alice"))
-    found = jobs.search(start=WEEK, end=WEEK + 7 * DAY, event=True, expand=False)
+    found: list[CalendarObjectResource] = synchronous(
+        jobs.search(start=WEEK, end=WEEK + 7 * DAY, event=True, expand=False))
     assert uids_of(found) == seed.week_uids("alice")
     # the server itself filters (the library also filters client-side)
     response = dav_request(live, "REPORT", "/dav/alice/jobs/", alice.auth,
@@ -196,7 +199,8 @@ def test_recurring_personal_event_is_expanded_server_side(live: LiveServer, seed
     alice = seed.technicians["alice"]
     start, end = WEEK, WEEK + 21 * DAY
     personal = open_calendar(live, alice, personal_url(live, "alice"))
-    found = personal.search(start=start, end=end, event=True, expand=True, server_expand=True)
+    found: list[CalendarObjectResource] = synchronous(
+        personal.search(start=start, end=end, event=True, expand=True, server_expand=True))
     breakfasts = [f.icalendar_component for f in found
                   if str(f.icalendar_component["UID"]) == seed.recurring_uid]
     starts = sorted(c["DTSTART"].dt for c in breakfasts)
@@ -224,17 +228,18 @@ def test_sync_token_delta_is_exactly_the_changed_href(
                                                 (at(14, 13), at(14, 14))])
     account, (first, second, third) = fresh.account, fresh.booked
     jobs = open_calendar(live, account, jobs_url(live, account.login))
-    initial = jobs.get_objects_by_sync_token(disable_fallback=True)
+    initial = synchronous(jobs.get_objects_by_sync_token(disable_fallback=True))
     assert {basename(o.url) for o in initial} == {first.href, second.href, third.href}
     token = initial.sync_token
 
     with domain(db) as ctx:
         appointment = scheduling.get_appointment(ctx.session, second.appointment_id)
         scheduling.reschedule(ctx, appointment, at(15, 9), at(15, 10))
-    delta = jobs.get_objects_by_sync_token(sync_token=token, disable_fallback=True)
+    delta = synchronous(jobs.get_objects_by_sync_token(sync_token=token, disable_fallback=True))
     assert [basename(o.url) for o in delta] == [second.href]
     assert delta.sync_token != token
-    again = jobs.get_objects_by_sync_token(sync_token=delta.sync_token, disable_fallback=True)
+    again = synchronous(
+        jobs.get_objects_by_sync_token(sync_token=delta.sync_token, disable_fallback=True))
     assert list(again) == []
 
     # a visit that leaves the calendar comes back as a tombstone (404 in the delta)

@@ -18,6 +18,7 @@ from bookkit import EVERY_DAY, technician
 from integrationkit import add, drain, remove_all, worker
 from mailkit import Clock, add_customer, add_technician, book, domain, unique
 from platformkit import Recorded, contract, fake_platform, json_answer, openapi_document, validate_openapi
+from seeding import must_get
 from sqlalchemy import select
 
 from plugins.platforms.calendly import Calendly
@@ -177,7 +178,7 @@ def test_a_calendly_booking_becomes_a_visit_once_and_its_cancel_cancels_it(
 
     [visit] = visits_of(platform_db, email)
     with platform_db.read() as session:
-        visit = session.get(Appointment, visit.id)
+        visit = must_get(session, Appointment, visit.id)
         assert visit is not None and visit.technician is not None
         assert (visit.technician.login, visit.starts_at, visit.status) == (login, starts_at, "confirmed")
         assert visit.ends_at == starts_at + dt.timedelta(hours=1)

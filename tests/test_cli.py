@@ -340,7 +340,8 @@ def test_serve_starts_web_and_worker_and_stops_on_sigterm(tmp_path: Path) -> Non
     )
     lines: list[str] = []
     assert process.stdout is not None
-    reader = threading.Thread(target=lambda: lines.extend(process.stdout), daemon=True)
+    stdout = process.stdout
+    reader = threading.Thread(target=lambda: lines.extend(stdout), daemon=True)
     reader.start()
     try:
         assert wait_for(f"http://127.0.0.1:{port}/healthz", 60) == 200

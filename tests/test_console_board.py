@@ -11,7 +11,7 @@ import pytest
 from consolekit import make_app, set_password, sign_in, token
 from flask import Flask
 from flask.testing import FlaskClient
-from seeding import Seed, appointment_row, domain
+from seeding import Seed, appointment_row, domain, must_get
 
 from server import directory, scheduling
 from server.actors import Actor
@@ -105,7 +105,7 @@ def test_conflicts_and_short_drives_are_shown_where_they_happen(
             visits.append(scheduling.book(ctx, job, carol, start, start + dt.timedelta(hours=1)).id)
     with db.write() as session:  # later: the sites get coordinates, carol gets time off
         for site_id, (lat, lon) in ((berlin.id, (52.5200, 13.4050)), (hamburg.id, (53.5511, 9.9937))):
-            site = session.get(Site, site_id)
+            site = must_get(session, Site, site_id)
             assert site is not None
             site.latitude, site.longitude = lat, lon
         session.add(TimeOff(technician_id=carol.id, reason="Training",

@@ -18,7 +18,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from mailkit import post_office, settings_for, smtp_server
 from phonekit import PhoneSeed, hidden_fields, new_caller, offers, seed_phone
-from seeding import Seed, audit_entries, domain
+from seeding import Seed, after_of, audit_entries, domain
 from sqlalchemy import func, select
 
 from server import directory, scheduling
@@ -55,7 +55,7 @@ def slots(client: FlaskClient, form: dict[str, str]) -> tuple[int, str]:
     return response.status_code, response.get_data(as_text=True)
 
 
-def book(client: FlaskClient, page: str, index: int = 0, **changes: str) -> tuple[int, str]:
+def book(client: FlaskClient, page: str, index: int = 0, /, **changes: str) -> tuple[int, str]:
     """Press the index-th "Book …" button of a slots page (its hidden fields go along)."""
     form = {**hidden_fields(page), "slot": offers(page)[index][0], **changes}
     response = client.post("/console/new/book", data=form)
@@ -159,7 +159,8 @@ def test_a_new_caller_is_booked_audited_and_emailed(client: FlaskClient, phone: 
                 if m.payload["appointment_id"] == appointment_id] == ["appointment.book"]
     entries = audit_entries(db, "job", appointment.job_id, Action.INTAKE_PHONE.value)
     assert len(entries) == 1 and entries[0].channel == "console" and entries[0].actor == "dispatch"
-    assert entries[0].after["new_customer"] is True and entries[0].after["appointment"] == appointment_id
+    after = after_of(entries[0])
+    assert after["new_customer"] is True and after["appointment"] == appointment_id
     assert audit_entries(db, "appointment", appointment_id, Action.APPOINTMENT_BOOK.value)
     with smtp_server() as smtp:
         post_office(db, settings_for(database_url, tmp_path, smtp.url)).drain()

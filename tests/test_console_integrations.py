@@ -16,7 +16,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from integrationkit import KEY
 from platformkit import FakePlatform, Recorded, fake_platform, json_answer
-from seeding import Seed, domain
+from seeding import Seed, domain, must_get
 from sqlalchemy import select
 
 from server import integrations, outbox, webhooks
@@ -234,7 +234,8 @@ def test_webhooks_show_their_secret_once_and_their_deliveries(desk: tuple[FlaskC
         hook_id = hook.id
         resource = {"appointment": {"id": 1}}
     with db.write() as session:
-        webhooks.queue(session, session.get(Webhook, hook_id), "job.status", resource, f"console-{hook_id}")
+        webhooks.queue(session, must_get(session, Webhook, hook_id), "job.status", resource,
+                       f"console-{hook_id}")
     log = desk[0].get(f"/console/webhooks/{hook_id}").get_data(as_text=True)
     assert "job.status" in log and "pending" in log
     assert secret not in every_page(desk)

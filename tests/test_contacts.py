@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from alembic import command
-from cardkit import check_vcard, unfolded, values
+from cardkit import check_vcard, content_lines, unfolded, values
 from live import create_postgres_database, drop_postgres_database
 from seeding import add_account, book_job, domain, items_of
 from sqlalchemy import select, text
@@ -71,7 +71,7 @@ def test_cards_are_strict_in_both_versions() -> None:
     parsed = check_vcard(three, "3.0")
     assert values(parsed, "tel") == ["+49301234567"]
     assert len(values(parsed, "adr")) == 3
-    assert [p.params.get("TYPE") for p in parsed.contents["email"]] == [["WORK", "INTERNET"]]
+    assert [p.params.get("TYPE") for p in content_lines(parsed, "email")] == [["WORK", "INTERNET"]]
     with pytest.raises(ValueError, match=r"4\.0 or 3\.0"):
         as_version(four, "2.1")
 

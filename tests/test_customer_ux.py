@@ -25,6 +25,7 @@ from bookkit import (
 from flask import Flask
 from flask.testing import FlaskClient
 from live import AUDIT_KEY
+from seeding import must_get
 from sqlalchemy import select
 
 from server import links
@@ -142,7 +143,7 @@ def test_cancel_asks_for_confirmation_and_takes_a_reason(env: Env) -> None:
     assert 'name="reason"' in confirm.text and "Yes, cancel the visit" in confirm.text
     assert f'href="/m/{token}"' in confirm.text, "a way back that keeps the visit"
     with env.database.read() as session:  # GET changed nothing
-        assert session.get(Appointment, appointment_id).status == AppointmentStatus.CONFIRMED
+        assert must_get(session, Appointment, appointment_id).status == AppointmentStatus.CONFIRMED
 
     csrf = hidden(confirm.text, "csrf")
     too_long = env.client.post(f"/m/{token}/cancel", data={"csrf": csrf, "reason": "x" * 501})
@@ -156,7 +157,7 @@ def test_cancel_asks_for_confirmation_and_takes_a_reason(env: Env) -> None:
     assert done.status_code == 303
     assert "Your visit is cancelled" in env.client.get(done.headers["Location"]).text
     with env.database.read() as session:
-        assert session.get(Appointment, appointment_id).status == AppointmentStatus.CANCELLED
+        assert must_get(session, Appointment, appointment_id).status == AppointmentStatus.CANCELLED
         reasons = session.scalars(select(AuditEntry.after).where(
             AuditEntry.action == "appointment.cancel.reason",
             AuditEntry.entity_id == str(appointment_id))).all()
@@ -167,14 +168,15 @@ def test_cancel_asks_for_confirmation_and_takes_a_reason(env: Env) -> None:
 
 def not_cancelled(env: Env, appointment_id: int) -> bool:
     with env.database.read() as session:
-        return session.get(Appointment, appointment_id).status == AppointmentStatus.CONFIRMED
+        return must_get(session, Appointment, appointment_id).status == AppointmentStatus.CONFIRMED
 
 
 # -- the cut-off and how to reach the business -------------------------------------------------------
 
 def confirmation_page(env: Env, client: FlaskClient, appointment_id: int) -> str:
     with env.database.read() as session:
-        key = session.get(Appointment, appointment_id).booking_key
+        key = must_get(session, Appointment, appointment_id).booking_key
+    assert key is not None
     token = FormSigner(env.keys).hold_token(HoldRef(appointment_id, key, "Europe/Berlin"))
     response = client.get(f"/book/confirmed/{token}")
     assert response.status_code == 200
@@ -261,7 +263,9 @@ def test_details_form_works_out_the_zone(env: Env) -> None:
         page = env.client.post(f"/book/{env.seed.repair}/details",
                                data=details(f"z-{secrets.token_hex(3)}@example.test", **fields))
         assert page.status_code == 200, page.text
-        return re.search(r"Times are shown in <strong>([^<]+)</strong>", page.text)[1]
+        shown = re.search(r"Times are shown in <strong>([^<]+)</strong>", page.text)
+        assert shown is not None, page.text
+        return shown[1]
 
     assert zone_of(timezone="", browser_zone="Asia/Calcutta") == "Asia/Kolkata"
     assert zone_of(timezone="", address="1 Main St, Boston, MA 02110") == "America/New York"
@@ -292,7 +296,9 @@ def test_favicon_is_served_and_cacheable(env: Env) -> None:
 
 def test_stylesheet_is_versioned_cached_and_compressed(env: Env) -> None:
     page = env.client.get("/book").text
-    css = re.search(r'<link rel="stylesheet" href="([^"]+)"', page)[1]
+    stylesheet = re.search(r'<link rel="stylesheet" href="([^"]+)"', page)
+    assert stylesheet is not None, page
+    css = stylesheet[1]
     assert re.fullmatch(r"/static/share/share\.css\?v=[0-9a-f]{12}", css)
     plain = env.client.get(css)
     assert plain.status_code == 200 and "Content-Encoding" not in plain.headers

@@ -10,7 +10,7 @@ import pytest
 from axekit import axe_violations
 from daykit import domain, technician_with_visits
 from live import LiveServer
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, Page, ViewportSize, expect
 from test_browser import Shots, browser, shots  # noqa: F401  (fixtures used by name)
 
 from server import links
@@ -19,7 +19,7 @@ from server.models import Appointment, JobStatus
 
 pytestmark = pytest.mark.slow
 KEY = "day-browser-" + secrets.token_hex(20)
-PHONE = {"width": 390, "height": 844}
+PHONE: ViewportSize = {"width": 390, "height": 844}
 
 
 @pytest.fixture(scope="module")

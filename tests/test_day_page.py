@@ -318,8 +318,9 @@ def test_the_migration_gives_live_visits_their_jobs_progress_and_goes_back(datab
             assert "progress" not in columns
         upgrade(db)
         with db.engine.connect() as connection:
-            rows = dict(connection.execute(text("SELECT id, progress FROM appointment WHERE id IN "
-                                                "(:a, :b)"), {"a": day.first, "b": day.second}).all())
+            rows: dict[int, str | None] = dict(connection.execute(
+                text("SELECT id, progress FROM appointment WHERE id IN (:a, :b)"),
+                {"a": day.first, "b": day.second}).all())
         assert rows == {day.first: "on_site", day.second: None}
         assert _progress(db, day.first) is JobStatus.ON_SITE  # read back typed
     finally:

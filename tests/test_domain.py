@@ -121,7 +121,9 @@ def test_only_the_assigned_technician_may_answer(db: Database) -> None:
         trail = audit.trail(session, "appointment", visit.id)
         assert [e.action for e in trail] == ["appointment.book", "appointment.decline"]
         assert trail[-1].channel == "caldav" and trail[-1].actor == "dora"
-        assert trail[-1].before["technician"] == "dora" and trail[-1].after["technician"] is None
+        last = trail[-1]
+        assert last.before is not None and last.after is not None
+        assert last.before["technician"] == "dora" and last.after["technician"] is None
 
 
 def test_change_log_gives_deltas_with_tombstones_and_expires(db: Database) -> None:
@@ -161,6 +163,7 @@ def test_collection_etag_source_advances_on_every_change(db: Database) -> None:
 def test_rendering_is_deterministic(db: Database) -> None:
     with db.read() as session:
         visit = session.scalars(select(Appointment).where(Appointment.technician_id.is_not(None))).first()
+        assert visit is not None
         for audience in Audience:
             assert render_appointment(visit, audience, ORGANIZER) == render_appointment(
                 visit, audience, ORGANIZER)
@@ -171,6 +174,7 @@ def test_audit_chain_verifies_and_finds_tampering(db: Database) -> None:
         assert list(audit.verify(session)) == []
     with db.write() as session:
         target = session.scalars(select(AuditEntry).order_by(AuditEntry.id).offset(3)).first()
+        assert target is not None
         session.execute(text("UPDATE audit_entry SET actor = 'mallory' WHERE id = :id"), {"id": target.id})
     with db.read() as session:
         breaks = list(audit.verify(session))

@@ -27,7 +27,7 @@ from freebusykit import (
     radicale_client,
     strict,
 )
-from seeding import Account, Seed, at, domain, fresh_technician, personal_event, put_personal
+from seeding import Account, Seed, at, domain, fresh_technician, must_get, personal_event, put_personal
 from test_radicale_plugin import app, as_user, client, settings_for  # noqa: F401  (fixtures used by name)
 from werkzeug.test import Client
 
@@ -215,7 +215,7 @@ def test_cancelled_visits_and_lapsed_holds_are_free(client: Client, db: Database
     assert answer(client, tech.account, path, at(56, 0), at(57, 0)) == [
         (at(56, 11), at(56, 12), BUSY), (at(56, 14), at(56, 15), TENTATIVE)]
     with db.write() as session:  # the hold lapses (the worker would release it later)
-        session.get(Appointment, held.id).hold_expires_at = utcnow() - dt.timedelta(minutes=1)
+        must_get(session, Appointment, held.id).hold_expires_at = utcnow() - dt.timedelta(minutes=1)
     assert answer(client, tech.account, path, at(56, 0), at(57, 0)) == [(at(56, 11), at(56, 12), BUSY)]
 
 

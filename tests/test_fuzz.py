@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 
@@ -52,7 +53,8 @@ def test_targets_refuse_what_they_should() -> None:
             b"<!DOCTYPE a><a/>    ")}, lambda *a: None)
     original = targets.SIGNER.loads
     try:
-        targets.SIGNER.loads = lambda token, purpose: ("1", 2)  # type: ignore[method-assign]
+        # a payload of the wrong shape (a string id), unlike anything `loads` is typed to return
+        targets.SIGNER.loads = lambda token, purpose: cast(Any, ("1", 2))  # type: ignore[method-assign]
         with pytest.raises(targets.Finding, match="payload"):
             targets.tokens_target(b"\x00anything")
     finally:

@@ -13,6 +13,7 @@ import pytest
 import requests
 from bookkit import ORGANIZER, BookingSeed, details, free_starts, hidden, seed_booking, slot_values
 from live import LiveServer
+from seeding import must_get
 from sqlalchemy import select
 
 from server.actors import SYSTEM
@@ -115,7 +116,7 @@ def test_open_holds_per_client_address_are_capped(hoard: Hoard) -> None:
     assert len(open_holds(hoard, ids)) == booking.MAX_OPEN_HOLDS_PER_CLIENT
     hold(hoard, contact(f"c{secrets.token_hex(4)}@example.test"), client + "1")  # another client
     with hoard.db.write() as session:  # confirming one frees a place for this client
-        appointment = session.get(Appointment, ids[0])
+        appointment = must_get(session, Appointment, ids[0])
         booking.confirm(Context(session, SYSTEM, ORGANIZER), appointment)
         assert appointment.hold_client is None
     hold(hoard, contact(f"c{secrets.token_hex(4)}@example.test"), client)
@@ -127,7 +128,7 @@ def test_upcoming_visits_are_capped_across_plus_addresses(hoard: Hoard) -> None:
         held = hold(hoard, contact(f"up{tag}+{n}@example.test"), f"203.0.113.{100 + n}")
         with hoard.db.write() as session:
             booking.confirm(Context(session, SYSTEM, ORGANIZER),
-                            session.get(Appointment, held.id))
+                            must_get(session, Appointment, held.id))
     with pytest.raises(booking.TooManyBookings):
         hold(hoard, contact(f"UP{tag}+again@example.test"), "203.0.113.200")
 

@@ -13,10 +13,14 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import caldav
 import httpx
 import pytest
+from caldav.calendarobjectresource import Event
+from caldav.collection import Calendar
+from caldav.davclient import DAVClient
+from davkit import synchronous
 from feedkit import strict_parse
+from icalkit import prop_int
 from integrationkit import add, drain, run, worker
 from live import free_port
 from mailkit import Clock, add_customer, add_technician, book, domain
@@ -50,7 +54,7 @@ def radicale(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, st
     try:
         for _ in range(100):
             try:
-                caldav.DAVClient(url, username=USER, password=password).principal()
+                DAVClient(url, username=USER, password=password).principal()
                 break
             except Exception:  # noqa: BLE001 - still starting
                 time.sleep(0.1)
@@ -63,16 +67,16 @@ def radicale(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, st
 pytestmark = pytest.mark.usefixtures("fresh_integrations")  # each test connects its own
 
 
-def raw(event: caldav.Event, password: str) -> bytes:
+def raw(event: Event, password: str) -> bytes:
     """The stored bytes, as the server holds them (the client library normalises line ends)."""
     answer = httpx.get(str(event.url), auth=(USER, password))
     assert answer.status_code == 200
     return answer.content
 
 
-def remote_calendar(url: str, password: str, name: str) -> caldav.Calendar:
-    principal = caldav.DAVClient(url, username=USER, password=password).principal()
-    return principal.make_calendar(name=name, cal_id=name)
+def remote_calendar(url: str, password: str, name: str) -> Calendar:
+    principal = DAVClient(url, username=USER, password=password).principal()
+    return synchronous(principal.make_calendar(name=name, cal_id=name))
 
 
 def test_visits_land_in_the_remote_calendar(
@@ -98,7 +102,7 @@ def test_visits_land_in_the_remote_calendar(
         appointment_id, uid = appointment.id, appointment.uid
     clock = Clock()
     drain(worker(platform_db, clock))
-    [event] = calendar.events()
+    [event] = synchronous(calendar.events())
     [vevent] = strict_parse(raw(event, password)).walk("VEVENT")
     assert str(vevent["uid"]) == uid and str(vevent["summary"]) == "Annual service — Apple Kompressoren"
     assert vevent.decoded("dtstart") == day and vevent.decoded("dtend") == day + dt.timedelta(hours=2)
@@ -110,9 +114,9 @@ def test_visits_land_in_the_remote_calendar(
             day + dt.timedelta(days=1, hours=3),
         )
     drain(worker(platform_db, clock))
-    [event] = calendar.events()
+    [event] = synchronous(calendar.events())
     [vevent] = strict_parse(raw(event, password)).walk("VEVENT")
-    assert vevent.decoded("dtstart") == day + dt.timedelta(days=1) and int(vevent["sequence"]) == 1
+    assert vevent.decoded("dtstart") == day + dt.timedelta(days=1) and prop_int(vevent, "sequence") == 1
     with domain(platform_db) as ctx:
         scheduling.cancel(ctx, scheduling.get_appointment(ctx.session, appointment_id))
     drain(worker(platform_db, clock))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import secrets
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 import pytest
@@ -68,7 +68,7 @@ def env(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     yield make_env(database_url, str(tmp_path_factory.mktemp("intake")))
 
 
-def post(client: FlaskClient, data: dict[str, object], *, proof: bool = True,
+def post(client: FlaskClient, data: Mapping[str, object], *, proof: bool = True,
          path: str = "/request", lang: str = "en") -> tuple[int, str]:
     page = client.get(path, headers={"Accept-Language": lang}).get_data(as_text=True)
     body: dict[str, object] = {"started": started(page), **data}

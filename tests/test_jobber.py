@@ -133,9 +133,11 @@ class FakeJobber:
 
     def job_create(self, _info: Any, input: dict[str, Any]) -> dict[str, Any]:
         number = next(self.numbers)
-        visit = {"id": gid("Visit", number), "startAt": None, "endAt": None}  # date only: no time yet
+        # date only: no time yet
+        visit: dict[str, Any] = {"id": gid("Visit", number), "startAt": None, "endAt": None}
         self.visits[visit["id"]] = visit
-        job = {"id": gid("Job", number), "input": input, "visits": lambda *_a, **_k: {"nodes": [visit]}}
+        job: dict[str, Any] = {"id": gid("Job", number), "input": input,
+                               "visits": lambda *_a, **_k: {"nodes": [visit]}}
         self.jobs[job["id"]] = job
         return {"job": job, "userErrors": []}
 

@@ -108,5 +108,7 @@ def test_customer_email_names_the_business_phone_or_email(database: Database, tm
                 address = customer.email
             post.drain()
             (message,) = smtp.inbox.to(address)
-            text = message.get_body(("plain",)).get_content()
+            body = message.get_body(("plain",))
+            assert body is not None
+            text = body.get_content()
             assert expected in text, text

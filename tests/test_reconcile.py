@@ -40,7 +40,7 @@ def live_events(state: FakeGoogle) -> dict[str, list[dict[str, object]]]:
     by_uid: dict[str, list[dict[str, object]]] = {}
     for event in state.events.values():
         if event.get("status") != "cancelled":
-            uid = event["extendedProperties"]["private"][UID]  # type: ignore[index]
+            uid = event["extendedProperties"]["private"][UID]
             by_uid.setdefault(str(uid), []).append(event)
     return by_uid
 

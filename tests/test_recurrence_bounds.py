@@ -182,7 +182,7 @@ def test_old_hourly_series_keeps_every_face_fast(live: LiveServer, seed: Seed, d
     for span, expanded, limit, items in ((DAY, False, 2.0, 1), (DAY, True, 2.0, 1),
                                          (YEAR, False, 5.0, 2), (YEAR, True, 5.0, 0)):
         query = calendar_query(NOW, NOW + span, expand=expanded)
-        response, seconds = timed(lambda q=query: dav_request(  # type: ignore[misc]
+        response, seconds = timed(lambda q=query: dav_request(
             live, "REPORT", path, auth, body=q, headers={**XML, "Depth": "1"}))
         assert seconds < limit, f"REPORT over {span}, expand={expanded}: {seconds:.2f} s"
         status, text = response.status_code, response.text  # type: ignore[attr-defined]

@@ -11,6 +11,7 @@ import pytest
 from feedkit import EVIL, ORGANIZER, FeedSeed, day, new_key, seed_feeds, strict_parse
 from flask.testing import FlaskClient
 from live import AUDIT_KEY
+from seeding import must_get
 
 from server import links
 from server.actors import SYSTEM
@@ -149,7 +150,7 @@ def test_bad_links_get_one_plain_404(share: ShareEnv) -> None:
         token = share.signer.dumps(link)
     assert share.client.get(f"/s/{token}").status_code == 200
     with share.database.write() as session:
-        links.revoke(Context(session, SYSTEM, ORGANIZER), session.get(ShareLink, link.id))
+        links.revoke(Context(session, SYSTEM, ORGANIZER), must_get(session, ShareLink, link.id))
     revoked = share.client.get(f"/s/{token}")
     assert revoked.status_code == 404 and revoked.data == reference.data
     assert "not valid" in reference.get_data(as_text=True)
@@ -164,7 +165,7 @@ def test_revoking_a_page_revokes_its_feed(share: ShareEnv) -> None:
                          share.client.get(f"/s/{token}").get_data(as_text=True))
     assert feed_url and share.client.get(feed_url.group(1)).status_code == 200
     with share.database.write() as session:
-        links.revoke(Context(session, SYSTEM, ORGANIZER), session.get(ShareLink, link.id))
+        links.revoke(Context(session, SYSTEM, ORGANIZER), must_get(session, ShareLink, link.id))
     assert share.client.get(feed_url.group(1)).status_code == 404
 
 
@@ -172,7 +173,7 @@ def test_page_fetch_is_recorded(share: ShareEnv) -> None:
     share.client.get(f"/s/{share.pages['customer']}", headers={"User-Agent": "Mobile Safari"})
     with share.database.read() as session:
         found, _ = share.signer.loads(share.pages["customer"], links.Purpose.SHARE)
-        link = session.get(ShareLink, found)
+        link = must_get(session, ShareLink, found)
         assert link.last_user_agent == "Mobile Safari" and link.last_used_at is not None
 
 

@@ -31,12 +31,12 @@ def test_rows_match_the_whole_calendar_query(db: Database, seed: Seed) -> None:
     other = fresh_technician(db, seed, "to", []).account.login
     events: list[tuple[str, str]] = []
     for day in range(-12, 12):  # one-hour items every day, some at the window's edges
-        start = BASE + day * DAY + 9 * HOUR
-        events.append((f"d{day}", personal_event(f"d{day}", "Day", start, start + HOUR)))
+        begin = BASE + day * DAY + 9 * HOUR
+        events.append((f"d{day}", personal_event(f"d{day}", "Day", begin, begin + HOUR)))
     for days in (3, 4, 5, 6, 10, 40):  # multi-day items that end inside the window
-        start = BASE - days * DAY + HOUR
-        events.append((f"long{days}", personal_event(f"long{days}", "Long", start,
-                                                     start + (days + 1) * DAY)))
+        begin = BASE - days * DAY + HOUR
+        events.append((f"long{days}", personal_event(f"long{days}", "Long", begin,
+                                                     begin + (days + 1) * DAY)))
     events.append(("weekly", personal_event("weekly", "Weekly", BASE - 300 * DAY,
                                             BASE - 300 * DAY + HOUR, rrule="FREQ=WEEKLY")))
     events.append(("counted", personal_event("counted", "Counted", BASE - 60 * DAY,

@@ -15,6 +15,7 @@ from live import (
 from seeding import (
     Account,
     Seed,
+    after_of,
     appointment_row,
     at,
     book_job,
@@ -115,7 +116,7 @@ def test_two_way_round_trip(live: LiveServer, seed: Seed, db: Database, tmp_path
         collection = calendars.require_collection(session, f"{account.login}/personal")
         puts = [e for e in audit.trail(session, "collection", collection.id)
                 if e.action == "item.put" and e.channel == "caldav"]
-    assert {e.after["uid"] for e in puts} == {"lunch@example.test", "walk@example.test"}
+    assert {after_of(e)["uid"] for e in puts} == {"lunch@example.test", "walk@example.test"}
     assert {e.actor for e in puts} == {account.login}
 
     # nothing changed on either side: a sync moves nothing

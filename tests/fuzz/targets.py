@@ -77,7 +77,7 @@ class Reader:
 # --------------------------------------------------------------------------- iCalendar
 
 
-def _component_names(calendar: icalendar.cal.Component) -> list[str]:
+def _component_names(calendar: icalendar.cal.Component) -> list[str | None]:
     return [c.name for c in calendar.walk()]
 
 
@@ -103,7 +103,8 @@ def ical_target(data: bytes) -> None:
     except CalendarParseError as exc:
         raise Finding(f"accepted and stored as sent, but the strict parser refuses it: {exc}") \
             from exc
-    strict_uids = {c.uid for c in (*strict.events, *strict.todos, *strict.journal)}
+    strict_uids = ({e.uid for e in strict.events} | {t.uid for t in strict.todos}
+                   | {j.uid for j in strict.journal})
     if strict_uids and strict_uids != {parsed.uid}:
         raise Finding(f"the strict parser sees other objects ({sorted(strict_uids)!r}) "
                       f"than the store ({parsed.uid!r})")
