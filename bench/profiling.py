@@ -87,6 +87,7 @@ def _owner(key: FuncKey, repo: Path) -> str | None:
     if "sqlite3" in func or "/psycopg" in path:
         return "database driver (sqlite3/psycopg)"
     for part, label in (("/icalendar/", "icalendar"), ("/vobject/", "vobject (Radicale's parser)"),
+                        ("/ical/", "ical (the strict reader)"), ("/pydantic", "pydantic"),
                         ("/dateutil/", "dateutil"), ("/logging/", "logging"),
                         ("/werkzeug/", "werkzeug/Flask"), ("/flask/", "werkzeug/Flask"),
                         ("bench/profiling.py", "harness")):
