@@ -1,7 +1,8 @@
 """A worker's memory in process: idle RSS, its make-up, and the peak of each CalDAV operation.
 
-`python -m bench.memory [--events 10000 50000] [--postgres URL] [--ops ...]` seeds the
-benchmark calendar once per N (kept in bench/.work/memory/, reused), then starts a fresh
+`python -m bench.memory [--events 10000 50000] [--postgres SERVER_URL] [--ops ...]` seeds the
+benchmark calendar once per N (kept in bench/.work/memory/, reused; on PostgreSQL in a
+database of its own on that server, fieldcal_memory_<N>), then starts a fresh
 process per measurement. The process builds the WSGI app as gunicorn's worker does
 (`wsgi.create_wsgi_app()`), reads its resident set at rest (VmRSS, after a collection),
 resets its peak (`/proc/self/clear_refs`, 5) and runs the operation through the app,
@@ -61,7 +62,8 @@ def seeded(events: int, postgres: str | None) -> dict[str, str]:
     from bench.events import generate
     from bench.seed import seed_fieldcal
     folder.mkdir(parents=True, exist_ok=True)
-    url = postgres or f"sqlite:///{folder / 'fieldcal.sqlite3'}"
+    url = (f"sqlite:///{folder / 'fieldcal.sqlite3'}" if postgres is None
+           else own_database(postgres, f"fieldcal_memory_{events}"))
     key = secrets.token_urlsafe(32)
     began = time.perf_counter()
     done = seed_fieldcal(url, generate(events), key)
@@ -70,6 +72,26 @@ def seeded(events: int, postgres: str | None) -> dict[str, str]:
     stamp.write_text(json.dumps(info))
     print(f"seeded {events:,} events in {time.perf_counter() - began:.0f} s", file=sys.stderr)
     return info
+
+
+def own_database(server_url: str, name: str) -> str:
+    """A database of its own on the PostgreSQL server at `server_url`, made empty (the
+    benchmark never seeds the database it is pointed at); kept, with its stamp, for the
+    next run. Returns its URL."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    from server.db import normalise_url
+
+    admin = create_engine(normalise_url(server_url), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+    finally:
+        admin.dispose()
+    return make_url(normalise_url(server_url)).set(database=name).render_as_string(
+        hide_password=False)
 
 
 # ---------------------------------------------------------------------- in the child
@@ -305,7 +327,9 @@ DEFAULT_OPS = ("idle", "put", "put-second", "calendar-query", "sync-empty", "syn
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.memory", description=__doc__)
     parser.add_argument("--events", type=int, nargs="+", default=[10000, 50000])
-    parser.add_argument("--postgres", metavar="URL", help="a scratch PostgreSQL database to seed")
+    parser.add_argument("--postgres", metavar="SERVER_URL",
+                        help="a PostgreSQL server: the data goes into a database of its own "
+                             "there, fieldcal_memory_<N> (made anew when seeded, then kept)")
     parser.add_argument("--ops", nargs="+", default=list(DEFAULT_OPS),
                         help="operations (propfind:<corpus file> for one body of tests/data/propfind)")
     parser.add_argument("--corpus", action="store_true", help="also every PROPFIND corpus body")
