@@ -9,9 +9,11 @@ werkzeug's test client with PUTs of new events (If-None-Match: *), and prints:
 - the SQL statements and transactions of one PUT (counted on the engine);
 - the same PUT with the fast path switched off (Radicale's do_PUT over fieldcal's storage),
   measured in the same run for a before/after under the same load;
-- the same PUT answered by Radicale over bench.floor's zero-cost storage (the floor).
+- the same PUT answered by Radicale over bench.floor's zero-cost storage (the floor);
+- the body's two readings alone: Radicale's (vobject, prepare) and the domain's validation.
 
-With `--profile N`, N more PUTs are profiled and the top functions printed.
+With `--profile N`, N more PUTs are profiled: their own time grouped by owner, and the top
+functions.
 """
 
 from __future__ import annotations
