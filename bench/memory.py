@@ -61,9 +61,10 @@ def seeded(events: int, postgres: str | None) -> dict[str, str]:
         return dict(json.loads(stamp.read_text()))
     from bench.events import generate
     from bench.seed import seed_fieldcal
+    from bench.sides import fresh_postgres
     folder.mkdir(parents=True, exist_ok=True)
     url = (f"sqlite:///{folder / 'fieldcal.sqlite3'}" if postgres is None
-           else own_database(postgres, f"fieldcal_memory_{events}"))
+           else fresh_postgres(postgres, f"fieldcal_memory_{events}"))  # kept for the next run
     key = secrets.token_urlsafe(32)
     began = time.perf_counter()
     done = seed_fieldcal(url, generate(events), key)
@@ -72,26 +73,6 @@ def seeded(events: int, postgres: str | None) -> dict[str, str]:
     stamp.write_text(json.dumps(info))
     print(f"seeded {events:,} events in {time.perf_counter() - began:.0f} s", file=sys.stderr)
     return info
-
-
-def own_database(server_url: str, name: str) -> str:
-    """A database of its own on the PostgreSQL server at `server_url`, made empty (the
-    benchmark never seeds the database it is pointed at); kept, with its stamp, for the
-    next run. Returns its URL."""
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
-    from server.db import normalise_url
-
-    admin = create_engine(normalise_url(server_url), isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-    finally:
-        admin.dispose()
-    return make_url(normalise_url(server_url)).set(database=name).render_as_string(
-        hide_password=False)
 
 
 # ---------------------------------------------------------------------- in the child

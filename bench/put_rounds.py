@@ -2,23 +2,24 @@
 
 `python -m bench.put_rounds [--events 10000] [--repeats 15] [--pause 0] [--no-stock]`
 seeds the three servers as `bench/run.sh` does (SQLite), starts each with 2 gunicorn sync
-workers, then times rounds of one new-event PUT per server in turn (after 3 untimed rounds)
-and prints the medians and ratios. Unlike `bench/run.sh`, nothing runs before the PUTs: stock
-Radicale's worker has not served the cold first sync. `--pause S` sleeps S seconds before
-each request, to show what an idle machine adds to one request.
+workers, then times rounds of one new-event PUT per server in turn
+(`bench.caldav_bench.measure`, after 3 untimed rounds) and prints the medians and ratios.
+Unlike `bench/run.sh`, nothing runs before the PUTs: stock Radicale's worker has not served
+the cold first sync. `--pause S` sleeps S seconds before each request, to show what an idle
+machine adds to one request.
 """
 
 from __future__ import annotations
 
 import argparse
 import shutil
-import statistics
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 
-from bench.caldav_bench import Operations
-from bench.client import Client
+from bench.caldav_bench import Operations, Plan, measure
+from bench.client import Client, Reply
 from bench.events import generate
 from bench.servers import GunicornSettings, start
 from bench.sides import Side, fieldcal_side, floor_side, stock_side
@@ -26,6 +27,13 @@ from bench.sides import Side, fieldcal_side, floor_side, stock_side
 REPO = Path(__file__).resolve().parent.parent
 WORK = REPO / "bench" / ".work" / "put_rounds"
 WARMUPS = 3
+
+
+def _after_a_pause(pause_s: float, ops: Operations) -> Callable[[], tuple[Reply, int]]:
+    def step() -> tuple[Reply, int]:
+        time.sleep(pause_s)
+        return ops.put_new()
+    return step
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,23 +52,17 @@ def main(argv: list[str] | None = None) -> int:
     sides: list[Side] = [] if args.no_stock else [stock]
     sides += [floor_side(stock, WORK / "floor", args.events, "warning"),
               fieldcal_side(WORK / "fieldcal", events, f"sqlite:///{WORK / 'fieldcal.sqlite3'}")]
-    samples: dict[str, list[float]] = {side.name: [] for side in sides}
+    steps = {}
     with ExitStack() as stack:
-        ops = []
         for side in sides:
             server = start(side.name, side.app, side.env, GunicornSettings(workers=2),
                            WORK / f"{side.name}.log", port=side.port, cwd=REPO,
                            ready_path=f"{side.prefix}/")
             stack.callback(server.stop)
-            ops.append(Operations(Client(side.name, server.port, "tech", side.password,
-                                         side.prefix), events))
-        for index in range(WARMUPS + args.repeats):
-            for op in ops:
-                time.sleep(args.pause)
-                reply, _ = op.put_new()
-                if index >= WARMUPS:
-                    samples[op.client.name].append(reply.ms)
-    medians = {name: statistics.median(values) for name, values in samples.items()}
+            steps[side.name] = _after_a_pause(args.pause, Operations(
+                Client(side.name, server.port, "tech", side.password, side.prefix), events))
+        timings = measure("PUT one event", steps, Plan(WARMUPS, args.repeats))
+    medians = {timing.server: timing.median_ms for timing in timings}
     print(f"PUT one new event, {args.events:,} events, medians of {args.repeats} rounds, "
           f"pause {args.pause} s")
     for name, median in medians.items():

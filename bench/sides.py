@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
 from bench import seed
@@ -61,17 +61,33 @@ def fieldcal_side(work: Path, events: list[Event], database_url: str) -> Side:
                 env, "/dav", seeded.password, seeded.seconds, port)
 
 
-@contextmanager
-def scratch_postgres(server_url: str, name: str) -> Iterator[str]:
-    """A fresh PostgreSQL database for one run, dropped afterwards; yields its URL."""
+def _drop(admin: Engine, name: str) -> None:
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def fresh_postgres(server_url: str, name: str) -> str:
+    """The database `name` on the PostgreSQL server at `server_url`, made anew (empty); its URL.
+    The database the URL names is never written to."""
     server_url = normalise_url(server_url)
     admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
     try:
+        _drop(admin, name)
         with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
             connection.execute(text(f'CREATE DATABASE "{name}"'))
-        yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
     finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+    return make_url(server_url).set(database=name).render_as_string(hide_password=False)
+
+
+@contextmanager
+def scratch_postgres(server_url: str, name: str) -> Iterator[str]:
+    """A fresh PostgreSQL database for one run, dropped afterwards; yields its URL."""
+    try:
+        yield fresh_postgres(server_url, name)
+    finally:
+        admin = create_engine(normalise_url(server_url), isolation_level="AUTOCOMMIT")
+        try:
+            _drop(admin, name)
+        finally:
+            admin.dispose()
